@@ -1,0 +1,54 @@
+# outdial: every target sets up what it needs on a fresh Debian/Ubuntu machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+APT_PACKAGES := sip-tester espeak-ng sox libsox-fmt-all
+
+.PHONY: all venv sysdeps test test-quick lint format bench clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the integration tests and the demo drive: SIPp as the carrier,
+# espeak-ng and sox for test audio. Installed only when a tool is missing.
+sysdeps:
+	@missing=""; \
+	command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
+	command -v sox >/dev/null 2>&1 || missing="$$missing sox libsox-fmt-all"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+test: venv sysdeps
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# Pure cores only: no SIPp, no sockets to peers.
+test-quick: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv sysdeps
+	$(PY) -m benchmarks.sip_load
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Pure signal processing over numpy frames (no I/O, no clock)."""

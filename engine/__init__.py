@@ -1,0 +1,1 @@
+"""outdial engine: policy and orchestration."""
