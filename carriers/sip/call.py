@@ -209,7 +209,9 @@ class OutboundCall:
     def on_timeout(self, tx: ClientTransaction, now: float) -> None:
         if tx is self._invite_tx and not self.ended:
             if self._cancel_result is not None:
-                self._finish(CallOutcome(self._cancel_result, None, "no final response"), "local", now)
+                self._finish(
+                    CallOutcome(self._cancel_result, None, "no final response"), "local", now
+                )
             else:
                 outcome = CallOutcome(CallResult.CARRIER_TIMEOUT, None, "no response (timer B)")
                 self._finish(outcome, "timeout", now)
@@ -594,7 +596,8 @@ class OutboundCall:
         return [("Session-Expires", f"{interval};refresher=uac"), ("Require", "timer")]
 
     def _refresh(self, now: float) -> None:
-        assert self.dialog is not None and self._timer is not None
+        assert self.dialog is not None
+        assert self._timer is not None
         timer = self._timer
         timer.refresh_at = None
         method = "UPDATE" if timer.use_update else "INVITE"

@@ -68,10 +68,8 @@ class Dialog:
             if first.param("lr") is None:
                 # Strict router: it becomes the Request-URI and the remote
                 # target goes to the end of the Route set.
-                uri = SipURI(
-                    host=first.host, user=first.user, port=first.port, scheme=first.scheme
-                )
-                routes = routes[1:] + [f"<{self.remote_target}>"]
+                uri = SipURI(host=first.host, user=first.user, port=first.port, scheme=first.scheme)
+                routes = [*routes[1:], f"<{self.remote_target}>"]
         headers = Headers()
         headers.add("Via", via)
         for route in routes:

@@ -76,7 +76,9 @@ def _static_table() -> dict[int, Codec]:
     table: dict[int, Codec] = {}
     for pt, encoding in zip(words[::2], words[1::2], strict=True):
         name, clock, *channels = encoding.split("/")
-        table[int(pt)] = Codec(int(pt), name, int(clock), channels=int(channels[0]) if channels else 1)
+        table[int(pt)] = Codec(
+            int(pt), name, int(clock), channels=int(channels[0]) if channels else 1
+        )
     return table
 
 

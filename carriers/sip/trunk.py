@@ -51,7 +51,9 @@ class TrunkMonitor:
     def due(self, now: float) -> bool:
         return now >= self.next_probe_at
 
-    def on_result(self, status: int | None, rtt: float | None, now: float) -> TrunkStateChanged | None:
+    def on_result(
+        self, status: int | None, rtt: float | None, now: float
+    ) -> TrunkStateChanged | None:
         """Feed one probe's answer (status None: no answer within timer F)."""
         ok = status is not None and status != 503
         previous = self.state

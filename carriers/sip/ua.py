@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from carriers.sip.call import ALLOW, CallSpec, OutboundCall
 from carriers.sip.dialog import DialogId
 from carriers.sip.errors import SipParseError
-from carriers.sip.events import Event, IncomingRequest, MessageDropped, OptionsResult, RequestRejected
+from carriers.sip.events import (
+    Event,
+    IncomingRequest,
+    MessageDropped,
+    OptionsResult,
+    RequestRejected,
+)
 from carriers.sip.message import Address, Headers, Request, Response, SipURI, make_response
 from carriers.sip.parser import parse
 from carriers.sip.transaction import (
@@ -292,12 +298,17 @@ class UserAgent:
         rejection = check_request(request)
         if rejection is not None:
             response = make_response(
-                request, rejection.status, rejection.reason, to_tag=self.new_tag(),
+                request,
+                rejection.status,
+                rejection.reason,
+                to_tag=self.new_tag(),
                 headers=rejection.headers,
             )
             tx.respond(response, now)
             where = f"{source.host}:{source.port}"
-            self.emit(RequestRejected(request.method, rejection.status, rejection.reason, where, now))
+            self.emit(
+                RequestRejected(request.method, rejection.status, rejection.reason, where, now)
+            )
             return
         if request.method == "CANCEL":
             self._on_cancel(request, tx, now)

@@ -3,6 +3,7 @@ forking, auth, session timers, and requests from the far end."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -71,7 +72,7 @@ def test_invite_headers_carry_caller_id_and_offer() -> None:
     from carriers.sip.message import Address
 
     pai = Address(SipURI(host="acme.test", user="+12125550100"))
-    peer, call_id, invite = start_call(asserted_identity=pai, privacy="id")
+    _, call_id, invite = start_call(asserted_identity=pai, privacy="id")
     assert invite.call_id == call_id
     assert invite.from_.display_name == "Acme"
     assert invite.from_.tag
@@ -275,7 +276,7 @@ def in_dialog(invite: Request, method: str, cseq: int, body: bytes = b"", **head
         f"{method} sip:outdial@192.0.2.10:5060 SIP/2.0",
         f"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKfar{method}{cseq}",
         "Max-Forwards: 70",
-        f"From: <sip:15551230001@192.0.2.1>;tag=callee",
+        "From: <sip:15551230001@192.0.2.1>;tag=callee",
         f"To: {invite.headers.get('From')}",
         f"Call-ID: {invite.call_id}",
         f"CSeq: {cseq} {method}",
@@ -304,7 +305,9 @@ def test_bye_from_far_end_is_answered_and_ends_the_call() -> None:
 
 def test_reinvite_hold_is_answered_with_our_sdp() -> None:
     peer, _, invite, _ = answered_call()
-    hold = ANSWER_SDP.replace(b"a=sendrecv", b"a=sendonly").replace(b"o=carrier 1 1", b"o=carrier 1 2")
+    hold = ANSWER_SDP.replace(b"a=sendrecv", b"a=sendonly").replace(
+        b"o=carrier 1 1", b"o=carrier 1 2"
+    )
     out = peer.feed(in_dialog(invite, "INVITE", 2, hold))
     ok = [m for m in out if isinstance(m, Response)][-1]
     assert ok.status == 200 and ok.content_type == "application/sdp"
@@ -387,7 +390,7 @@ def test_options_probe_retransmits_on_timer_e_and_times_out_on_f() -> None:
             sends.append(peer.now)
     # 17.1.2.2: E doubles from T1 up to T2 (4 s); F at 64*T1.
     assert sends[:6] == [0.0, 0.5, 1.5, 3.5, 7.5, 11.5]
-    assert all(b - a <= 4.0 for a, b in zip(sends, sends[1:], strict=False))
+    assert all(b - a <= 4.0 for a, b in itertools.pairwise(sends))
     results = peer.of_type(OptionsResult)
     assert len(results) == 1 and results[0].status is None  # type: ignore[attr-defined]
 

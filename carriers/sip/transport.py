@@ -1,0 +1,313 @@
+"""The one thin asyncio adapter around the sans-IO `UserAgent`.
+
+One UDP socket carries all signalling; TCP connections are opened on demand
+(and accepted, when a listener is asked for) with RFC 3261 18.3 framing. After
+every input the adapter drains what the core wants sent, dispatches its
+events, and re-arms a single `loop.call_at` for the core's next timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from carriers.sip.call import CallSpec
+from carriers.sip.errors import SipError, SipParseError
+from carriers.sip.events import (
+    CallAnswered,
+    CallDtmfInfo,
+    CallEarlyMedia,
+    CallEnded,
+    CallMediaChanged,
+    CallProgress,
+    Event,
+    OptionsResult,
+)
+from carriers.sip.message import SipURI
+from carriers.sip.parser import StreamParser
+from carriers.sip.transaction import Target
+from carriers.sip.ua import UserAgent
+
+CallEvent = (
+    CallProgress | CallEarlyMedia | CallAnswered | CallMediaChanged | CallDtmfInfo | CallEnded
+)
+
+
+class TransportError(SipError):
+    """A socket could not be opened, or a peer could not be reached."""
+
+
+@dataclass(slots=True)
+class CallHandle:
+    """What the caller of `SipEndpoint.place_call` holds: every event of the
+    call in order, and futures for the answer and the end."""
+
+    call_id: str
+    events: asyncio.Queue[CallEvent] = field(default_factory=asyncio.Queue)
+    answered: asyncio.Future[CallAnswered | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    ended: asyncio.Future[CallEnded] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    on_event: Callable[[CallEvent], None] | None = None
+
+    def deliver(self, event: CallEvent) -> None:
+        if self.on_event is not None:
+            self.on_event(event)
+        self.events.put_nowait(event)
+        if isinstance(event, CallAnswered) and not self.answered.done():
+            self.answered.set_result(event)
+        elif isinstance(event, CallEnded):
+            if not self.answered.done():
+                self.answered.set_result(None)
+            if not self.ended.done():
+                self.ended.set_result(event)
+
+
+class _Datagrams(asyncio.DatagramProtocol):
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        host, port = str(addr[0]), int(str(addr[1]))
+        self.endpoint.feed(data, Target(host, port, "UDP"))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable and friends: the transaction timers decide.
+        pass
+
+
+class SipEndpoint:
+    """A running user agent: sockets, timer, and per-call event delivery."""
+
+    def __init__(self, ua: UserAgent, loop: asyncio.AbstractEventLoop) -> None:
+        self.ua = ua
+        self.loop = loop
+        self._udp: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._calls: dict[str, CallHandle] = {}
+        self._probes: dict[str, asyncio.Future[OptionsResult]] = {}
+        self._streams: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        self._connecting: dict[tuple[str, int], list[bytes]] = {}
+        self._resolved: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self.listeners: list[Callable[[Event], None]] = []
+
+    @classmethod
+    async def open(
+        cls,
+        host: str,
+        port: int = 0,
+        *,
+        rng: random.Random | None = None,
+        user_agent: str = "outdial/0.1",
+        tcp_listen: bool = False,
+    ) -> SipEndpoint:
+        """Bind the UDP signalling socket (port 0: any free port)."""
+        loop = asyncio.get_running_loop()
+        ua = UserAgent(host=host, port=port, rng=rng or random.Random(), user_agent=user_agent)
+        endpoint = cls(ua, loop)
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Datagrams(endpoint), local_addr=(host, port)
+            )
+        except OSError as exc:
+            raise TransportError(f"cannot bind SIP/UDP on {host}:{port}: {exc}") from exc
+        endpoint._udp = transport
+        ua.local_port = transport.get_extra_info("sockname")[1]
+        if tcp_listen:
+            endpoint._server = await asyncio.start_server(endpoint._accept, host, ua.local_port)
+        return endpoint
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self.ua.local_host, self.ua.local_port
+
+    # ------------------------------------------------------------ operations
+
+    def place_call(
+        self, spec: CallSpec, on_event: Callable[[CallEvent], None] | None = None
+    ) -> CallHandle:
+        call_id = self.ua.new_call_id()
+        handle = CallHandle(call_id, on_event=on_event)
+        self._calls[call_id] = handle
+        self.ua.place_call(spec, self.loop.time(), call_id=call_id)
+        self._pump()
+        return handle
+
+    def hangup(self, call_id: str, reason: str | None = None) -> None:
+        self.ua.hangup(call_id, self.loop.time(), reason)
+        self._pump()
+
+    def cancel(self, call_id: str) -> None:
+        self.ua.cancel(call_id, self.loop.time())
+        self._pump()
+
+    async def options(self, uri: SipURI, target: Target) -> OptionsResult:
+        """Probe a peer with OPTIONS; waits for the answer or timer F."""
+        probe_id = self.ua.options(uri, target, self.loop.time())
+        future: asyncio.Future[OptionsResult] = self.loop.create_future()
+        self._probes[probe_id] = future
+        self._pump()
+        return await future
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._udp is not None:
+            self._udp.close()
+        if self._server is not None:
+            self._server.close()
+        for writer in self._streams.values():
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+    # --------------------------------------------------------------- the pump
+
+    def feed(self, data: bytes, source: Target) -> None:
+        self.ua.receive(data, source, self.loop.time())
+        self._pump()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.ua.handle_timer(self.loop.time())
+        self._pump()
+
+    def _pump(self) -> None:
+        ua = self.ua
+        for data, target in ua.datagrams_to_send():
+            self._send(data, target)
+        while (event := ua.next_event()) is not None:
+            self._dispatch(event)
+        when = ua.get_timer()
+        if when != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(when, self._on_timer) if when is not None else None
+            self._timer_at = when
+
+    def _dispatch(self, event: Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+        match event:
+            case OptionsResult(probe_id=probe_id):
+                future = self._probes.pop(probe_id, None)
+                if future is not None and not future.done():
+                    future.set_result(event)
+            case (
+                CallProgress()
+                | CallEarlyMedia()
+                | CallAnswered()
+                | CallMediaChanged()
+                | (CallDtmfInfo())
+            ):
+                handle = self._calls.get(event.call_id)
+                if handle is not None:
+                    handle.deliver(event)
+            case CallEnded():
+                handle = self._calls.pop(event.call_id, None)
+                if handle is not None:
+                    handle.deliver(event)
+            case _:
+                pass
+
+    # ------------------------------------------------------------ transports
+
+    def _send(self, data: bytes, target: Target) -> None:
+        host = self._resolved.get(target.host) or _literal(target.host)
+        if host is None:
+            self._spawn(self._resolve_then_send(data, target))
+            return
+        if target.transport == "UDP":
+            if self._udp is not None:
+                self._udp.sendto(data, (host, target.port))
+        else:
+            self._send_stream(data, (host, target.port))
+
+    async def _resolve_then_send(self, data: bytes, target: Target) -> None:
+        try:
+            infos = await self.loop.getaddrinfo(target.host, target.port)
+        except OSError:
+            return  # the transaction's timer B/F reports the failure
+        self._resolved[target.host] = str(infos[0][4][0])
+        self._send(data, target)
+
+    def _send_stream(self, data: bytes, peer: tuple[str, int]) -> None:
+        writer = self._streams.get(peer)
+        if writer is not None and not writer.is_closing():
+            writer.write(data)
+            return
+        pending = self._connecting.get(peer)
+        if pending is not None:
+            pending.append(data)
+            return
+        self._connecting[peer] = [data]
+        self._spawn(self._connect(peer))
+
+    async def _connect(self, peer: tuple[str, int]) -> None:
+        try:
+            reader, writer = await asyncio.open_connection(*peer)
+        except OSError:
+            self._connecting.pop(peer, None)
+            return
+        self._streams[peer] = writer
+        for data in self._connecting.pop(peer, []):
+            writer.write(data)
+        await self._read_stream(reader, peer)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        host, port = writer.get_extra_info("peername")[:2]
+        self._streams[(host, port)] = writer
+        await self._read_stream(reader, (host, port))
+
+    async def _read_stream(self, reader: asyncio.StreamReader, peer: tuple[str, int]) -> None:
+        parser = StreamParser()
+        source = Target(peer[0], peer[1], "TCP")
+        try:
+            while data := await reader.read(65536):
+                try:
+                    messages = parser.feed(data)
+                except SipParseError:
+                    break  # a stream that lost its framing cannot be resynchronised
+                for message in messages:
+                    self.ua.receive_message(message, source, self.loop.time())
+                self._pump()
+        finally:
+            writer = self._streams.pop(peer, None)
+            if writer is not None:
+                writer.close()
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = self.loop.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _literal(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def local_address_for(remote_host: str, remote_port: int = 5060) -> str:
+    """The local address the kernel would use to reach `remote_host` (no
+    packet is sent: a connected UDP socket only consults the routing table)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in remote_host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((remote_host, remote_port))
+        except OSError as exc:
+            raise TransportError(f"no route to {remote_host}: {exc}") from exc
+        return str(probe.getsockname()[0])
