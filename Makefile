@@ -48,7 +48,8 @@ format: venv
 	$(VENV)/bin/ruff check --fix .
 
 bench: venv sysdeps
-	$(PY) -m benchmarks.sip_load
+	mkdir -p var
+	$(PY) -m benchmarks.sip_load --steps 500,750,1000,1250,1500,2000 --hold 10 --rates 50,100,150,200,300 --json var/sip_load.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

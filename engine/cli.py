@@ -55,6 +55,8 @@ def _call_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--user", help="digest auth username")
     p.add_argument("--password", help="digest auth password")
     p.add_argument("--from", dest="from_addr", help='caller ID: "Name <sip:user@host>"')
+    p.add_argument("--asserted-identity", help="P-Asserted-Identity, e.g. <sip:+12125550100@host>")
+    p.add_argument("--privacy", help="Privacy header value, e.g. id")
     p.add_argument("--play", type=Path, help="WAV to play once answered (any common WAV)")
     p.add_argument("--record", type=Path, help="write what the far end sent (8 kHz WAV)")
     p.add_argument("--ring-timeout", type=_positive, default=60.0, help="seconds (default 60)")
@@ -98,6 +100,12 @@ def _test_call_options(args: argparse.Namespace) -> TestCallOptions:
             from_addr = parse_address(from_text)
         except SipParseError as exc:
             raise UsageError(f"--from: expected 'Name <sip:user@host>': {exc}") from exc
+    pai: Address | None = None
+    if args.asserted_identity:
+        try:
+            pai = parse_address(args.asserted_identity)
+        except SipParseError as exc:
+            raise UsageError(f"--asserted-identity: expected <sip:user@host>: {exc}") from exc
     play = None
     if args.play is not None:
         try:
@@ -119,7 +127,7 @@ def _test_call_options(args: argparse.Namespace) -> TestCallOptions:
         trunk=uri, number=args.number, transport=transport, username=username,
         password=password, realm=realm, from_addr=from_addr, play=play, record=args.record,
         ring_timeout=args.ring_timeout, max_duration=args.max_duration,
-        dtmf=args.dtmf.upper(), seed=args.seed,
+        dtmf=args.dtmf.upper(), seed=args.seed, asserted_identity=pai, privacy=args.privacy,
     )  # fmt: skip
 
 

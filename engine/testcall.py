@@ -56,6 +56,8 @@ class TestCallOptions:
     dtmf: str = ""
     rtp_ports: tuple[int, int] = (20000, 30000)
     seed: int | None = None
+    asserted_identity: Address | None = None
+    privacy: str | None = None
 
 
 @dataclass(slots=True)
@@ -164,6 +166,8 @@ async def _drive(
         ring_timeout=opts.ring_timeout,
         max_duration=opts.max_duration,
         auth=auth,
+        asserted_identity=opts.asserted_identity,
+        privacy=opts.privacy,
     )
     info_digits: list[str] = []
     loop = asyncio.get_running_loop()

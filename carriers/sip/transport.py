@@ -9,6 +9,7 @@ events, and re-arms a single `loop.call_at` for the core's next timer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import random
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from carriers.sip.events import (
 from carriers.sip.message import SipURI
 from carriers.sip.parser import StreamParser
 from carriers.sip.transaction import Target
+from carriers.sip.trunk import TrunkMonitor, TrunkStateChanged
 from carriers.sip.ua import UserAgent
 
 CallEvent = (
@@ -311,3 +313,57 @@ def local_address_for(remote_host: str, remote_port: int = 5060) -> str:
         except OSError as exc:
             raise TransportError(f"no route to {remote_host}: {exc}") from exc
         return str(probe.getsockname()[0])
+
+
+class TrunkKeepalive:
+    """Probes each trunk with OPTIONS on its `TrunkMonitor`'s schedule and
+    reports state changes (up/down) to `on_change`."""
+
+    def __init__(
+        self,
+        endpoint: SipEndpoint,
+        trunks: dict[str, tuple[SipURI, Target]],
+        on_change: Callable[[TrunkStateChanged], None],
+        *,
+        interval: float = 30.0,
+        down_interval: float = 5.0,
+        failures_to_down: int = 2,
+    ) -> None:
+        now = endpoint.loop.time()
+        self.endpoint = endpoint
+        self.trunks = trunks
+        self.on_change = on_change
+        self.monitors = {
+            name: TrunkMonitor(
+                name, interval=interval, down_interval=down_interval,
+                failures_to_down=failures_to_down, now=now,
+            )
+            for name in trunks
+        }  # fmt: skip
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = self.endpoint.loop.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        loop = self.endpoint.loop
+        while True:
+            now = loop.time()
+            due = [name for name, m in self.monitors.items() if m.due(now)]
+            if due:
+                await asyncio.gather(*(self._probe(name) for name in due))
+            soonest = min(m.next_probe_at for m in self.monitors.values())
+            await asyncio.sleep(max(0.05, soonest - loop.time()))
+
+    async def _probe(self, name: str) -> None:
+        uri, target = self.trunks[name]
+        result = await self.endpoint.options(uri, target)
+        change = self.monitors[name].on_result(result.status, result.rtt, result.at)
+        if change is not None:
+            self.on_change(change)

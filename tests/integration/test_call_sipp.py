@@ -224,20 +224,24 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
     )  # fmt: skip
 
 
-def test_cli_prints_one_json_report(carrier: Any, tmp_path: Path) -> None:
-    sipp = carrier("reject_486.xml")
+def test_cli_prints_one_json_report_and_sends_caller_id(carrier: Any, tmp_path: Path) -> None:
+    trace = tmp_path / "messages.log"
+    sipp = carrier("reject_486.xml", extra=["-trace_msg", "-message_file", str(trace)])
     out = run_cli(
-        "call",
-        "--trunk-uri",
-        sipp.uri,
-        "--from",
-        '"Acme" <sip:2125550100@acme.test>',
-        "15551230002",
-    )
+        "call", "--trunk-uri", sipp.uri, "--from", '"Acme Support" <sip:2125550100@acme.test>',
+        "--asserted-identity", "<sip:+12125550100@acme.test>", "--privacy", "id", "15551230002",
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
-    assert report["result"] == "busy" and report["sip_status"] == 486
+    assert report["result"] == "busy"
+    assert report["sip_status"] == 486
     assert sipp.wait() == 0
+    received = trace.read_text(errors="replace")
+    invite = received[received.index("INVITE sip:15551230002@127.0.0.1") :]
+    invite = invite[: invite.index("\n\n")]
+    assert 'From: "Acme Support" <sip:2125550100@acme.test>;tag=' in invite
+    assert "P-Asserted-Identity: <sip:+12125550100@acme.test>" in invite
+    assert "Privacy: id" in invite
 
 
 def test_cli_trunk_from_config(carrier: Any, tmp_path: Path) -> None:
@@ -293,3 +297,31 @@ def test_cli_unreachable_trunk(tmp_path: Path) -> None:
     assert out.returncode == 3
     assert "did not answer" in out.stderr
     assert json.loads(out.stdout)["result"] == "carrier_timeout"
+
+
+async def test_options_keepalive_marks_trunk_up(carrier: Any) -> None:
+    import asyncio
+    import random
+
+    from carriers.sip.message import SipURI
+    from carriers.sip.transaction import Target
+    from carriers.sip.transport import SipEndpoint, TrunkKeepalive
+    from carriers.sip.trunk import TrunkState, TrunkStateChanged
+
+    sipp = carrier("options.xml", calls=2)
+    endpoint = await SipEndpoint.open("127.0.0.1", 0, rng=random.Random(5))
+    changes: list[TrunkStateChanged] = []
+    trunks = {
+        "carrier1": (SipURI(host="127.0.0.1", port=sipp.port), Target("127.0.0.1", sipp.port))
+    }
+    keepalive = TrunkKeepalive(endpoint, trunks, changes.append, interval=0.3)
+    keepalive.start()
+    for _ in range(100):  # two probes 0.3 s apart, then SIPp exits
+        await asyncio.sleep(0.05)
+        if sipp.proc is not None and sipp.proc.poll() is not None:
+            break
+    await keepalive.stop()
+    await endpoint.close()
+    assert sipp.wait() == 0, sipp.errors()  # SIPp answered two probes, as scripted
+    assert [c.state for c in changes] == [TrunkState.UP]
+    assert keepalive.monitors["carrier1"].last_rtt is not None
