@@ -16,6 +16,7 @@ from typing import Protocol
 
 from carriers.sip.auth import AuthError, DigestSession, choose_challenge, parse_challenge
 from carriers.sip.dialog import Dialog, DialogError, DialogId
+from carriers.sip.errors import SipParseError
 from carriers.sip.events import (
     CallAnswered,
     CallDtmfInfo,
@@ -122,11 +123,17 @@ class CallTimes:
 
 @dataclass(slots=True)
 class _Pending:
-    """Our own in-dialog INVITE (refresh) awaiting its answer, for ACK and glare."""
+    """Our own in-dialog requests: the refresh (re-INVITE or UPDATE) in
+    progress, the last refresh re-INVITE and its ACK (resent for every 2xx
+    retransmission, 13.2.2.4), and BYE/CANCEL transactions, with the ones
+    already retried with credentials."""
 
     tx: ClientInviteTransaction | None = None
-    ack: bytes | None = None
+    update: ClientNonInviteTransaction | None = None
+    last_invite: ClientInviteTransaction | None = None
+    ack: tuple[bytes, Target] | None = None
     others: set[ClientTransaction] = field(default_factory=set)
+    challenged: set[ClientTransaction] = field(default_factory=set)
 
 
 class OutboundCall:
@@ -202,9 +209,15 @@ class OutboundCall:
             self._on_invite_response(response, now)
         elif tx is self._ours.tx:
             self._on_refresh_response(response, now)
-        elif tx.request.method == "UPDATE" and tx in self._ours.others:
+        elif tx is self._ours.last_invite:
+            if 200 <= response.status < 300 and self._ours.ack is not None:
+                self.host.send(*self._ours.ack)  # a retransmitted 2xx to our refresh
+        elif tx is self._ours.update:
             if response.status >= 200:
+                self._ours.update = None
                 self._on_refresh_result(response.status, now)
+        elif response.status in (401, 407) and tx.request.method == "BYE":
+            self._retry_bye_with_auth(tx, response, now)
 
     def on_timeout(self, tx: ClientTransaction, now: float) -> None:
         if tx is self._invite_tx and not self.ended:
@@ -215,7 +228,8 @@ class OutboundCall:
             else:
                 outcome = CallOutcome(CallResult.CARRIER_TIMEOUT, None, "no response (timer B)")
                 self._finish(outcome, "timeout", now)
-        elif tx is self._ours.tx or tx in self._ours.others:
+        elif tx is self._ours.tx or tx is self._ours.update:
+            self._ours.tx = self._ours.update = None
             self._on_refresh_result(408, now)
 
     # ------------------------------------------------------------------ INVITE
@@ -258,13 +272,15 @@ class OutboundCall:
             self._on_2xx(response, now)
         elif self.ended or self.dialog is not None:
             return
+        elif self._cancel_result is not None:
+            # Whatever the failure (a 487, or a challenge), a call we cancelled
+            # is never re-sent: that would ring a phone we gave up on.
+            outcome = CallOutcome(self._cancel_result, status, response.reason)
+            self._finish(outcome, "local", now)
         elif status in (401, 407) and self._retry_auth(response, now):
             return
         elif status == 422 and self._retry_min_se(response, now):
             return
-        elif self._cancel_result is not None and status == 487:
-            outcome = CallOutcome(self._cancel_result, 487, response.reason)
-            self._finish(outcome, "local", now)
         else:
             reason_header = response.headers.get("Reason")
             self._finish(classify_failure(status, response.reason, reason_header), "remote", now)
@@ -434,9 +450,32 @@ class OutboundCall:
         if reason:
             bye.headers.add("Reason", f'SIP;cause=200;text="{reason}"')
         bye.headers.add("User-Agent", self.host.user_agent)
-        if self._auth_header is not None and self._auth_header[0] == "Proxy-Authorization":
-            bye.headers.add(*self._auth_header)
         self._ours.others.add(self.host.start_request(self, bye, self._hop(self.dialog), now))
+
+    def _retry_bye_with_auth(self, tx: ClientTransaction, response: Response, now: float) -> None:
+        """A carrier that challenges our BYE (22.1) gets it again with
+        credentials computed for BYE; once, so a bad password cannot loop."""
+        auth = self.spec.auth
+        if auth is None or tx in self._ours.challenged or self.dialog is None:
+            return
+        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        challenges = []
+        for value in response.headers.get_all(name):
+            try:
+                challenges.append(parse_challenge(value, proxy=response.status == 407))
+            except AuthError:
+                continue
+        challenge = choose_challenge(challenges)
+        if challenge is None:
+            return
+        bye = self.dialog.request("BYE", self.host.make_via(self._transport()))
+        try:
+            bye.headers.add(*auth.authorize(challenge, "BYE", str(bye.uri)))
+        except AuthError:
+            return
+        retry = self.host.start_request(self, bye, self._hop(self.dialog), now)
+        self._ours.challenged.add(retry)
+        self._ours.others.add(retry)
 
     def _answered_outcome(self) -> CallOutcome:
         return CallOutcome(CallResult.ANSWERED, 200, "OK")
@@ -450,6 +489,8 @@ class OutboundCall:
         self._ring_deadline = self._cancel_deadline = self._duration_deadline = None
         if self._timer is not None:
             self._timer.refresh_at = self._timer.expire_at = None
+        if self._invite_tx is not None:
+            self._invite_tx.abandon()  # 9.1: no final response after CANCEL: destroy it
         self.host.emit(CallEnded(self.call_id, outcome, self.times.answered, ended_by, now))
         self.host.call_finished(self, now)
 
@@ -571,6 +612,8 @@ class OutboundCall:
             interval = int(head.strip())
         except ValueError:
             return
+        # RFC 4028 4: never below 90 s; a smaller value must not start a refresh storm.
+        interval = max(interval, 90, self.spec.min_se)
         refresher = "uac"
         for param in params.split(";"):
             key, _, val = param.partition("=")
@@ -590,6 +633,7 @@ class OutboundCall:
         timer = self._timer
         if timer is not None and not timer.we_refresh:
             timer.expire_at = now + timer.interval - min(32, timer.interval / 3)
+            self.host.arm(self)
         if not value:
             return []
         interval = value.partition(";")[0].strip()
@@ -610,15 +654,16 @@ class OutboundCall:
         if method == "INVITE":
             request.headers.add("Content-Type", SDP)
             request.body = self._local_sdp.to_bytes()
-            self._ours.tx = self.host.start_invite(self, request, hop, now)
+            self._ours.tx = self._ours.last_invite = self.host.start_invite(self, request, hop, now)
         else:
-            self._ours.others.add(self.host.start_request(self, request, hop, now))
+            self._ours.update = self.host.start_request(self, request, hop, now)
 
     def _on_refresh_response(self, response: Response, now: float) -> None:
         if 200 <= response.status < 300 and self.dialog is not None and self._ours.tx:
             number = self._ours.tx.request.cseq.number
             self.dialog.update_from_response(response)
-            self.host.send(*self._build_ack(self.dialog, number))
+            self._ours.ack = self._build_ack(self.dialog, number)
+            self.host.send(*self._ours.ack)
         if response.status >= 200:
             self._ours.tx = None
             self._on_refresh_result(response.status, now)
@@ -684,4 +729,9 @@ class OutboundCall:
 
     @staticmethod
     def _has_sdp(message: Request | Response) -> bool:
-        return bool(message.body) and message.content_type == SDP
+        if not message.body:
+            return False
+        try:
+            return message.content_type == SDP
+        except SipParseError:
+            return False  # a malformed Content-Type: treat the body as unusable

@@ -25,6 +25,9 @@ class CallResult(enum.Enum):
     AUTH_FAILED = "auth_failed"
     CARRIER_FAILURE = "carrier_failure"
     CANCELLED = "cancelled"
+    # The engine's own: the daemon stopped (crash, kill -9) while the call was
+    # in flight; set when the attempt is reconciled on the next start.
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,6 +175,14 @@ class ClientInviteTransaction(ClientTransaction):
         if not self.terminated:
             self.host.arm(self)
 
+    def abandon(self) -> None:
+        """The call is over without a final response (RFC 3261 9.1: 64*T1
+        after CANCEL): destroy the transaction. Accepted and Completed
+        transactions keep absorbing retransmissions until their timers end."""
+        if self.state in (TxState.CALLING, TxState.PROCEEDING):
+            self._timer_a = self._timer_b = None
+            self._terminate()
+
     def build_ack(self, response: Response) -> Request:
         """The ACK for a non-2xx final response (RFC 3261 17.1.1.3)."""
         original = self.request
@@ -378,8 +386,12 @@ class ServerInviteTransaction(ServerTransaction):
     def acknowledged(self, now: float) -> None:
         """The ACK arrived (for a 2xx, matched by the dialog; else by this key)."""
         if self.state is TxState.ACCEPTED:
+            # RFC 6026 8.7: stay for Timer L (64*T1) to absorb retransmitted
+            # INVITEs instead of treating them as new requests.
+            self.state = TxState.CONFIRMED
             self._timer_g = self._timer_h = None
-            self._terminate()
+            self._timer_i = now + 64 * T1
+            self.host.arm(self)
         elif self.state is TxState.COMPLETED:
             self.state = TxState.CONFIRMED
             self._timer_g = self._timer_h = None

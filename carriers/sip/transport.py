@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import random
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +34,8 @@ from carriers.sip.parser import StreamParser
 from carriers.sip.transaction import Target
 from carriers.sip.trunk import TrunkMonitor, TrunkStateChanged
 from carriers.sip.ua import UserAgent
+
+log = logging.getLogger("outdial.sip")
 
 CallEvent = (
     CallProgress | CallEarlyMedia | CallAnswered | CallMediaChanged | CallDtmfInfo | CallEnded
@@ -59,7 +63,11 @@ class CallHandle:
 
     def deliver(self, event: CallEvent) -> None:
         if self.on_event is not None:
-            self.on_event(event)
+            try:
+                self.on_event(event)
+            except Exception:
+                # The caller's bug must not cost the call its CallEnded.
+                log.exception("call event handler failed for %s", self.call_id)
         self.events.put_nowait(event)
         if isinstance(event, CallAnswered) and not self.answered.done():
             self.answered.set_result(event)
@@ -199,7 +207,10 @@ class SipEndpoint:
 
     def _dispatch(self, event: Event) -> None:
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:
+                log.exception("SIP event listener failed")
         match event:
             case OptionsResult(probe_id=probe_id):
                 future = self._probes.pop(probe_id, None)
@@ -229,15 +240,24 @@ class SipEndpoint:
         if host is None:
             self._spawn(self._resolve_then_send(data, target))
             return
-        if target.transport == "UDP":
-            if self._udp is not None:
-                self._udp.sendto(data, (host, target.port))
-        else:
-            self._send_stream(data, (host, target.port))
+        try:
+            if target.transport == "UDP":
+                if self._udp is not None:
+                    self._udp.sendto(data, (host, target.port))
+            else:
+                self._send_stream(data, (host, target.port))
+        except (OSError, ValueError) as exc:
+            # One unreachable address (say an IPv6 Contact on an IPv4 socket)
+            # must not stop the rest of the batch; the transaction's timers
+            # report the failure.
+            log.warning("cannot send to %s:%d: %s", host, target.port, exc)
 
     async def _resolve_then_send(self, data: bytes, target: Target) -> None:
         try:
-            infos = await self.loop.getaddrinfo(target.host, target.port)
+            family = socket.AF_INET6 if ":" in self.ua.local_host else socket.AF_INET
+            infos = await self.loop.getaddrinfo(
+                target.host, target.port, family=family, type=socket.SOCK_DGRAM
+            )
         except OSError:
             return  # the transaction's timer B/F reports the failure
         self._resolved[target.host] = str(infos[0][4][0])
@@ -304,8 +324,6 @@ def _literal(host: str) -> str | None:
 def local_address_for(remote_host: str, remote_port: int = 5060) -> str:
     """The local address the kernel would use to reach `remote_host` (no
     packet is sent: a connected UDP socket only consults the routing table)."""
-    import socket
-
     family = socket.AF_INET6 if ":" in remote_host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:

@@ -136,7 +136,10 @@ class UserAgent:
         while self._heap and self._heap[0][0] <= now:
             _, _, owner = heapq.heappop(self._heap)
             deadline = owner.deadline
-            if deadline is None or deadline > now or id(owner) in fired:
+            if deadline is None or id(owner) in fired:
+                continue
+            if deadline > now:
+                self.arm(owner)  # moved later without re-arming: keep it scheduled
                 continue
             fired.add(id(owner))
             owner.on_timer(now)
@@ -150,7 +153,9 @@ class UserAgent:
             when, _, owner = heap[0]
             deadline = owner.deadline
             if deadline is None or deadline > when:
-                heapq.heappop(heap)  # stale: re-armed later, or disarmed
+                heapq.heappop(heap)  # disarmed, or moved later: keep the later time
+                if deadline is not None:
+                    self.arm(owner)
                 continue
             return when
         return None
@@ -225,6 +230,9 @@ class UserAgent:
                 del self._client_txs[tx.key]
         elif self._server_txs.get(tx.key) is tx:
             del self._server_txs[tx.key]
+            for dialog_id, pending in list(self._awaiting_ack.items()):
+                if pending is tx:
+                    del self._awaiting_ack[dialog_id]
 
     def emit(self, event: Event) -> None:
         self._events.append(event)

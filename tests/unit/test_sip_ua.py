@@ -417,3 +417,122 @@ def test_same_seed_same_bytes() -> None:
         return [d for d, _ in ua.datagrams_to_send()]
 
     assert run() == run()
+
+
+# ------------------------------------------------- regressions from review
+
+
+def test_far_end_refresh_keeps_max_duration_armed() -> None:
+    peer, _, invite = start_call(max_duration=3600.0)
+    peer.respond(invite, 200, body=ANSWER_SDP, headers=[("Session-Expires", "300;refresher=uas")])
+    peer.now = 150.0
+    peer.feed(in_dialog(invite, "UPDATE", 2, Session_Expires="300;refresher=uas"))
+    assert peer.ua.get_timer() is not None
+    peer.advance(10_000.0)
+    event = ended(peer)
+    assert event.at == pytest.approx(150.0 + 300 - 32)  # the refreshed expiry, not never
+
+
+def test_cancel_without_final_response_leaves_no_transaction_behind() -> None:
+    peer, call_id, invite = start_call()
+    peer.respond(invite, 180)
+    peer.ua.cancel(call_id, 1.0)
+    peer.drain()
+    peer.respond(peer.last("CANCEL"), 200)  # but the 487 never comes
+    peer.advance(200.0)
+    assert ended(peer).outcome.result is CallResult.CANCELLED
+    assert peer.ua._client_txs == {}
+    assert peer.ua.get_timer() is None
+
+
+def test_cancelled_call_is_not_resent_after_a_challenge() -> None:
+    auth = DigestSession(Credentials("outdial", "secret"), random.Random(3))
+    peer, call_id, invite = start_call(auth=auth)
+    peer.ua.cancel(call_id, 0.1)
+    challenge = 'Digest realm="p", nonce="n", qop="auth"'
+    peer.respond(invite, 407, headers=[("Proxy-Authenticate", challenge)])
+    assert len(peer.requests("INVITE")) == 1
+    assert ended(peer).outcome.result is CallResult.CANCELLED
+
+
+def test_unanswered_bye_to_a_losing_fork_does_not_end_the_call() -> None:
+    peer, _, invite = start_call()
+    peer.respond(invite, 200, body=ANSWER_SDP, headers=[("Session-Expires", "1800;refresher=uas")])
+    peer.respond(invite, 200, tag="fork2", body=ANSWER_SDP)
+    assert peer.last("BYE").to.tag == "fork2"
+    peer.advance(40.0)  # that BYE times out (timer F)
+    assert not peer.of_type(CallEnded)
+
+
+def test_retransmitted_2xx_to_our_refresh_reinvite_is_acked_again() -> None:
+    peer, _, invite = start_call()
+    peer.respond(invite, 200, body=ANSWER_SDP, headers=[("Session-Expires", "120;refresher=uac")])
+    peer.advance(60.0)
+    refresh = peer.last("INVITE")
+    assert refresh.cseq.number == 2
+    ok = peer.respond(refresh, 200, body=ANSWER_SDP)
+    peer.feed(ok)
+    peer.feed(ok)
+    acks = [a for a in peer.requests("ACK") if a.cseq.number == 2]
+    assert len(acks) == 3
+
+
+def test_malformed_content_type_on_200_still_confirms_the_call() -> None:
+    peer, _, invite = start_call(max_duration=10.0)
+    peer.respond(invite, 100, tag=None)
+    ok = make_200_with_headers(invite, [("Content-Type", "application")])
+    peer.feed(ok)
+    assert len(peer.of_type(CallAnswered)) == 1
+    peer.advance(20.0)
+    assert ended(peer).at == pytest.approx(10.0)  # max_duration still ends it
+
+
+def make_200_with_headers(invite: Request, headers: list[tuple[str, str]]) -> bytes:
+    from carriers.sip.message import make_response
+
+    extra = [("Contact", "<sip:callee@192.0.2.1:5060>"), *headers]
+    return bytes(make_response(invite, 200, to_tag="callee", headers=extra, body=ANSWER_SDP))
+
+
+def test_retransmitted_reinvite_after_ack_is_absorbed() -> None:
+    peer, _, invite, _ = answered_call()
+    reinvite = in_dialog(invite, "INVITE", 2, ANSWER_SDP)
+    peer.feed(reinvite)
+    ack = in_dialog(invite, "ACK", 2).replace(b"branch=z9hG4bKfarACK2", b"branch=z9hG4bKack2")
+    peer.feed(ack)
+    before = len(peer.sent)
+    peer.feed(reinvite)  # a late copy of the re-INVITE
+    peer.advance(peer.now + 40.0)
+    assert len(peer.sent) == before
+    assert len(peer.of_type(CallMediaChanged)) == 1
+    assert peer.ua._awaiting_ack == {}
+
+
+def test_challenged_bye_is_resent_with_credentials_for_bye() -> None:
+    auth = DigestSession(Credentials("outdial", "secret"), random.Random(3))
+    peer, call_id, invite = start_call(auth=auth)
+    peer.respond(invite, 200, body=ANSWER_SDP)
+    peer.ua.hangup(call_id, 1.0)
+    peer.drain()
+    bye = peer.last("BYE")
+    challenge = 'Digest realm="carrier", nonce="b1", qop="auth"'
+    peer.respond(bye, 401, headers=[("WWW-Authenticate", challenge)])
+    second = peer.last("BYE")
+    assert second.cseq.number == bye.cseq.number + 1
+    value = second.headers.get("Authorization")
+    assert value is not None
+    assert verify_authorization(value, method="BYE", password="secret")
+    peer.respond(second, 401, headers=[("WWW-Authenticate", challenge)])
+    assert len(peer.requests("BYE")) == 2  # once only
+
+
+def test_tiny_session_expires_does_not_cause_a_refresh_storm() -> None:
+    peer, _, invite = start_call()
+    peer.respond(
+        invite, 200, body=ANSWER_SDP,
+        headers=[("Session-Expires", "0;refresher=uac"), ("Allow", "INVITE, UPDATE")],
+    )  # fmt: skip
+    peer.advance(44.0)
+    assert not peer.requests("UPDATE")  # clamped to 90 s: first refresh at 45 s
+    peer.advance(45.0)
+    assert len(peer.requests("UPDATE")) == 1
