@@ -1,0 +1,254 @@
+"""Campaign files: one YAML file per campaign, validated against the daemon's config.
+
+Import these through `engine.config` (which re-exports them) or from here.
+Every error names the file, the line and the field; `config/schema.md`
+documents every field.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from carriers.sip.errors import SipParseError
+from carriers.sip.outcome import CallResult
+from carriers.sip.parser import parse_address
+from dsp.wav import WavError, decode_wav
+from engine.config import (
+    ConfigError,
+    DaemonConfig,
+    _closest,
+    _Node,
+    _read_mapping,
+    format_duration,
+)
+
+# 47 CFR 64.1200(a)(6): an unanswered call must ring at least 15 seconds (or
+# four rings) before the caller disconnects it.
+MIN_RING_TIMEOUT = 15.0
+MAX_RING_TIMEOUT = 300.0
+CHANNELS = ("voice",)
+LATER_CHANNELS = ("sms", "email")
+MODES = ("agentless",)
+LATER_MODES = ("preview", "progressive", "power", "predictive")
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignConfig:
+    """One campaign file, validated against the daemon's config."""
+
+    name: str
+    file: Path
+    channel: str
+    mode: str
+    contact_list: str
+    trunk: str
+    caller_id: str | None
+    lines: int
+    max_attempts: int
+    ring_timeout: float
+    max_duration: float
+    retry: dict[CallResult, float]
+    prompt: Path
+    priority: int = 0
+    calls_per_second: float | None = None
+
+
+_CAMPAIGN_FIELDS = {
+    "name", "channel", "mode", "contact_list", "trunk", "caller_id", "lines",
+    "max_attempts", "ring_timeout", "max_duration", "retry", "prompt", "priority",
+    "calls_per_second",
+}  # fmt: skip
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NUMBER_ID_RE = re.compile(r"\+?[0-9]{2,20}")
+_RETRYABLE = {r.value: r for r in CallResult if r is not CallResult.ANSWERED}
+
+
+def _one_of(m: _Node, key: str, supported: tuple[str, ...], later: tuple[str, ...]) -> str:
+    value = m.required_text(key).strip().lower()
+    if value in later:
+        raise m.error(key, f"{value!r} is not supported yet (supported: {', '.join(supported)})")
+    if value not in supported:
+        options = ", ".join(supported + later)
+        raise m.error(key, f"expected {' or '.join(supported)}; got {value!r} (known: {options})")
+    return value
+
+
+def _campaign_name(m: _Node, file: Path) -> str:
+    name = m.text("name") or file.stem
+    if not _NAME_RE.fullmatch(name):
+        raise m.error(
+            "name", f"expected 1-64 letters, digits, '.', '_' or '-' (not first), got {name!r}"
+        )
+    return name
+
+
+def _campaign_trunk(m: _Node, config: DaemonConfig) -> str:
+    trunk = m.required_text("trunk")
+    if trunk not in config.trunks:
+        hint = _closest(trunk, set(config.trunks))
+        extra = f" (did you mean '{hint}'?)" if hint else ""
+        known = ", ".join(sorted(config.trunks))
+        raise m.error("trunk", f"no trunk {trunk!r} in {config.path}{extra}; known: {known}")
+    return trunk
+
+
+def _caller_id(m: _Node) -> str | None:
+    text = m.text("caller_id")
+    if text is None:
+        return None
+    text = text.strip()
+    if "<" in text or "sip:" in text or "sips:" in text:
+        try:
+            parse_address(text)
+        except SipParseError as exc:
+            raise m.error("caller_id", f"expected 'Name <sip:user@host>' ({exc})") from exc
+    elif not _NUMBER_ID_RE.fullmatch(text):
+        raise m.error(
+            "caller_id",
+            f"expected a number like +15551234567 or 'Name <sip:user@host>', got {text!r}",
+        )
+    return text
+
+
+def _retry(m: _Node) -> dict[CallResult, float]:
+    node = m.mapping("retry")
+    if node is None:
+        return {}
+    rules: dict[CallResult, float] = {}
+    for key in node.items:
+        if key == CallResult.ANSWERED.value:
+            raise node.error(key, "answered calls are final and never retried; remove this rule")
+        if key not in _RETRYABLE:
+            hint = _closest(key, set(_RETRYABLE))
+            extra = f" (did you mean '{hint}'?)" if hint else ""
+            raise node.error(
+                key, f"unknown call result{extra}; expected one of {sorted(_RETRYABLE)}"
+            )
+        rules[_RETRYABLE[key]] = node.duration(key, required=True) or 0.0
+    return rules
+
+
+def _prompt(m: _Node, config: DaemonConfig) -> Path:
+    text = m.required_text("prompt")
+    path = config.prompts_dir / Path(text).expanduser()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise m.error("prompt", f"no such file: {path} (expected a WAV file)") from None
+    except OSError as exc:
+        raise m.error("prompt", f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        _, info = decode_wav(data)
+    except WavError as exc:
+        raise m.error("prompt", f"{path} is not a usable WAV file: {exc}") from None
+    if info.frames == 0:
+        raise m.error("prompt", f"{path} holds no audio")
+    return path
+
+
+def _ring_timeout(m: _Node) -> float:
+    ring = m.duration("ring_timeout", 30.0) or 0.0
+    if ring < MIN_RING_TIMEOUT:
+        raise m.error(
+            "ring_timeout",
+            f"must be at least 15s, got {format_duration(ring)}: 47 CFR 64.1200(a)(6) requires "
+            "an unanswered call to ring at least 15 seconds (or four rings)",
+        )
+    if ring > MAX_RING_TIMEOUT:
+        raise m.error("ring_timeout", f"must be at most 5m, got {format_duration(ring)}")
+    return ring
+
+
+def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
+    m.check_keys(_CAMPAIGN_FIELDS)
+    # Checked in the order of the example file; the prompt (read and decoded) last.
+    name = _campaign_name(m, file)
+    channel = _one_of(m, "channel", CHANNELS, LATER_CHANNELS)
+    mode = _one_of(m, "mode", MODES, LATER_MODES)
+    contact_list = _nonempty(m, "contact_list")
+    trunk = _campaign_trunk(m, config)
+    caller_id = _caller_id(m)
+    lines = m.number("lines", int, 1, low=1)
+    cps = m.scalar("calls_per_second", float)
+    if cps is not None and cps <= 0:
+        raise m.error("calls_per_second", f"must be above 0, got {cps:g}")
+    priority = m.scalar("priority", int, 0)
+    max_attempts = m.number("max_attempts", int, 3, low=1)
+    ring_timeout = _ring_timeout(m)
+    max_duration = m.duration("max_duration", 300.0, low=1.0) or 300.0
+    retry = _retry(m)
+    return CampaignConfig(
+        name=name, file=file.absolute(), channel=channel, mode=mode,
+        contact_list=contact_list, trunk=trunk, caller_id=caller_id, lines=lines,
+        max_attempts=max_attempts, ring_timeout=ring_timeout, max_duration=max_duration,
+        retry=retry, prompt=_prompt(m, config), priority=priority, calls_per_second=cps,
+    )  # fmt: skip
+
+
+def _nonempty(m: _Node, key: str) -> str:
+    value = m.required_text(key).strip()
+    if not value:
+        raise m.error(key, "must not be empty")
+    return value
+
+
+def load_campaign(path: str | Path, config: DaemonConfig) -> CampaignConfig:
+    """Read and validate one campaign file; ConfigError names file, line and field."""
+    return _campaign(_read_mapping(path), Path(path), config)
+
+
+def load_campaigns(config: DaemonConfig) -> tuple[dict[str, CampaignConfig], list[ConfigError]]:
+    """Every `*.yaml` / `*.yml` file of `campaigns_dir` (dot files skipped), by file name.
+
+    A broken file adds its error to the list and the others still load; a
+    campaign name already taken by an earlier file is an error for the later one.
+    """
+    directory = config.campaigns_dir
+    if not directory.is_dir():
+        error = ConfigError(str(directory), None, "campaigns_dir", "not a directory")
+        return {}, [error]
+    files = sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
+    )
+    campaigns: dict[str, CampaignConfig] = {}
+    errors: list[ConfigError] = []
+    for file in files:
+        try:
+            top = _read_mapping(file)
+            campaign = _campaign(top, file, config)
+        except ConfigError as exc:
+            errors.append(exc)
+            continue
+        first = campaigns.get(campaign.name)
+        if first is not None:
+            where = f"already defined in {first.file}"
+            errors.append(top.error("name", f"duplicate campaign name {campaign.name!r}, {where}"))
+            continue
+        campaigns[campaign.name] = campaign
+    return campaigns, errors
+
+
+def campaign_definition(c: CampaignConfig) -> dict[str, Any]:
+    """The campaign as a JSON-able dict (stored in campaigns.definition, shown by ctl)."""
+    return {
+        "name": c.name,
+        "file": str(c.file),
+        "channel": c.channel,
+        "mode": c.mode,
+        "contact_list": c.contact_list,
+        "trunk": c.trunk,
+        "caller_id": c.caller_id,
+        "lines": c.lines,
+        "max_attempts": c.max_attempts,
+        "ring_timeout": c.ring_timeout,
+        "max_duration": c.max_duration,
+        "retry": {result.value: seconds for result, seconds in c.retry.items()},
+        "prompt": str(c.prompt),
+        "priority": c.priority,
+        "calls_per_second": c.calls_per_second,
+    }
