@@ -1,0 +1,22 @@
+"""The running daemon's shared context, handed to every command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.bus import EventBus
+
+if TYPE_CHECKING:
+    from engine.campaign import CampaignManager
+    from engine.config import DaemonConfig
+    from engine.store import Store
+
+
+@dataclass
+class App:
+    store: Store
+    campaigns: CampaignManager
+    bus: EventBus
+    config: DaemonConfig
+    started_at: float

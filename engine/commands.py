@@ -1,0 +1,472 @@
+"""The command layer: one async function per operation of the daemon.
+
+The control socket (`engine.control`) and the HTTP API call the same
+functions through `COMMANDS`, which also describes each command's arguments
+so that a request can be checked before it reaches the store or the campaign
+manager. Every function takes the running `App` and keyword arguments and
+returns a JSON-able value; failures are `engine.errors` exceptions whose
+`code` travels to the client.
+
+Paths in requests are absolute: the client resolves them, because the daemon
+may run in another directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.config import ConfigError
+from engine.errors import BadRequest, NotFound, OutdialError
+
+if TYPE_CHECKING:
+    from engine.app import App
+
+
+class UnknownCommand(OutdialError):
+    """The request names no command the daemon knows."""
+
+    code = "unknown_command"
+
+
+# ------------------------------------------------------------ argument schema
+
+#: Argument types, as JSON values: str, int (not bool), bool, an absolute path
+#: (a str), a list of str, and an object of str -> str.
+ARG_TYPES = ("str", "int", "bool", "path", "str_list", "str_map")
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """One argument of a command: its name, type (one of ARG_TYPES), whether
+    it is required, and a short help text."""
+
+    name: str
+    type: str
+    required: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A wire name (`campaign.start`), the function behind it and its arguments."""
+
+    name: str
+    func: Callable[..., Awaitable[Any]]
+    args: tuple[Arg, ...]
+    help: str
+
+    def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Check `args` against the schema; return the keyword arguments to
+        call `func` with (JSON nulls dropped, so defaults apply).
+
+        Raises BadRequest naming the argument that is unknown, missing or of
+        the wrong type.
+        """
+        known = {a.name: a for a in self.args}
+        for key in args:
+            if key not in known:
+                hint = difflib.get_close_matches(str(key), list(known), n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                expected = ", ".join(known) or "none"
+                raise BadRequest(
+                    f"{self.name}: unknown argument {key!r}{extra}; expected: {expected}"
+                )
+        out: dict[str, Any] = {}
+        for arg in self.args:
+            value = args.get(arg.name)
+            if value is None:
+                if arg.required:
+                    raise BadRequest(f"{self.name}: missing argument {arg.name!r} ({arg.type})")
+                continue
+            problem = _type_problem(arg.type, value)
+            if problem:
+                raise BadRequest(f"{self.name}: argument {arg.name!r} {problem}")
+            out[arg.name] = value
+        return out
+
+
+def _json_kind(value: Any) -> str:
+    match value:
+        case bool():
+            return "a boolean"
+        case int():
+            return "an integer"
+        case float():
+            return "a number"
+        case str():
+            return "a string"
+        case list():
+            return "a list"
+        case dict():
+            return "an object"
+        case _:
+            return type(value).__name__
+
+
+def _type_problem(kind: str, value: Any) -> str | None:
+    """Why `value` is not of argument type `kind`, or None when it is."""
+    got = f"got {_json_kind(value)}"
+    match kind:
+        case "str":
+            return None if isinstance(value, str) else f"must be a string, {got}"
+        case "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            return None if ok else f"must be an integer, {got}"
+        case "bool":
+            return None if isinstance(value, bool) else f"must be true or false, {got}"
+        case "path":
+            if not isinstance(value, str) or not value:
+                return f"must be a path (string), {got}"
+            return None if os.path.isabs(value) else f"must be an absolute path, got {value!r}"
+        case "str_list":
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+            return None if ok else f"must be a list of strings, {got}"
+        case "str_map":
+            ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+            return None if ok else f"must be an object of strings, {got}"
+    raise ValueError(f"unknown argument type {kind!r}")  # a bug in COMMANDS
+
+
+async def run_command(app: App, name: str, args: Mapping[str, Any] | None = None) -> Any:
+    """Look up `name` in COMMANDS, validate `args` and run it.
+
+    Raises UnknownCommand, BadRequest, or whatever the command raises.
+    """
+    command = COMMANDS.get(name)
+    if command is None:
+        hint = difflib.get_close_matches(name, list(COMMANDS), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise UnknownCommand(f"unknown command {name!r}{extra}")
+    return await command.func(app, **command.validate(args or {}))
+
+
+def to_jsonable(value: Any) -> Any:
+    """`json.dumps` default: datetimes as ISO-8601, paths as strings,
+    dataclasses as objects, sets and tuples as lists."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# ------------------------------------------------------------------- status
+
+
+async def status(app: App) -> dict[str, Any]:
+    """The daemon at a glance: uptime, store, campaigns and their progress,
+    calls in flight, trunks."""
+    now = time.time()
+    result: dict[str, Any] = {
+        "pid": os.getpid(),
+        "started_at": datetime.fromtimestamp(app.started_at, UTC).isoformat(),
+        "uptime_s": round(now - app.started_at, 1),
+        "store": app.store.url,
+    }
+    result.update(app.campaigns.status())
+    campaigns = await app.campaigns.list()
+    result["progress"] = {c["name"]: c.get("progress", {}) for c in campaigns}
+    result["event_subscribers"] = app.bus.subscribers
+    return result
+
+
+# ---------------------------------------------------------------- campaigns
+
+
+async def campaign_list(app: App) -> list[dict[str, Any]]:
+    """Every campaign with its state and progress."""
+    return await app.campaigns.list()
+
+
+async def campaign_show(app: App, name: str) -> dict[str, Any]:
+    """One campaign: configuration, state, progress, calls in flight."""
+    return await app.campaigns.show(name)
+
+
+async def campaign_load(app: App, path: str) -> dict[str, Any]:
+    """(Re)load a campaign file; a broken file is a BadRequest naming the
+    file, line and field."""
+    try:
+        name = await app.campaigns.load(Path(path))
+    except ConfigError as exc:
+        raise BadRequest(str(exc)) from exc
+    return {"campaign": name, "file": path, "state": await _state(app, name)}
+
+
+async def _state(app: App, name: str) -> str:
+    return str((await app.store.campaign(name))["state"])
+
+
+async def campaign_start(app: App, name: str) -> dict[str, Any]:
+    """Start placing calls (InvalidState when running already)."""
+    await app.campaigns.start(name)
+    return {"campaign": name, "state": await _state(app, name)}
+
+
+async def campaign_pause(app: App, name: str) -> dict[str, Any]:
+    """Stop placing new calls; calls in progress finish."""
+    await app.campaigns.pause(name)
+    return {"campaign": name, "state": await _state(app, name)}
+
+
+async def campaign_resume(app: App, name: str) -> dict[str, Any]:
+    """Resume a paused campaign."""
+    await app.campaigns.resume(name)
+    return {"campaign": name, "state": await _state(app, name)}
+
+
+async def campaign_stop(app: App, name: str) -> dict[str, Any]:
+    """Pause and mark stopped."""
+    await app.campaigns.stop(name)
+    return {"campaign": name, "state": await _state(app, name)}
+
+
+# ----------------------------------------------------------------- contacts
+
+
+def _readable_file(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise BadRequest(f"{what}: no such file: {path}")
+    if not os.access(p, os.R_OK):
+        raise BadRequest(f"{what}: the daemon cannot read {path}")
+    return p
+
+
+def _writable_target(path: str, what: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise BadRequest(f"{what}: {path} is a directory")
+    if not p.parent.is_dir():
+        raise BadRequest(f"{what}: directory {p.parent} does not exist")
+    if not os.access(p.parent, os.W_OK):
+        raise BadRequest(f"{what}: the daemon cannot write to {p.parent}")
+    return p
+
+
+async def contacts_import(
+    app: App,
+    list: str,
+    file: str,
+    phone_columns: Sequence[str] | None = None,
+    region: str = "US",
+    error_file: str | None = None,
+    encoding: str = "utf-8",
+) -> dict[str, Any]:
+    """Stream a CSV file into a contact list; returns the import summary."""
+    csv_path = _readable_file(file, "file")
+    error_path = _writable_target(error_file, "error_file") if error_file else None
+    if phone_columns is not None and not phone_columns:
+        raise BadRequest("phone_columns: give at least one column, or leave it out")
+    try:
+        summary = await app.store.import_contacts(
+            list, csv_path, phone_columns=phone_columns, region=region,
+            error_path=error_path, encoding=encoding,
+        )  # fmt: skip
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{file}: {exc}") from exc
+    except OSError as exc:
+        raise BadRequest(f"{file}: {exc.strerror or exc}") from exc
+    return {"list": list, **dataclasses.asdict(summary)}
+
+
+async def contacts_add(
+    app: App,
+    list: str,
+    phones: Sequence[str],
+    attributes: Mapping[str, str] | None = None,
+    priority: int = 0,
+    top: bool = False,
+    region: str = "US",
+) -> dict[str, Any]:
+    """Add one contact (BadRequest on an invalid number); `top` puts it
+    ahead of every contact already in the list."""
+    if not phones:
+        raise BadRequest("phones: give at least one phone number")
+    contact_id = await app.store.add_contact(
+        list, phones, attributes, region=region, priority=priority, top=top
+    )
+    return {"list": list, "contact_id": contact_id}
+
+
+async def contacts_export(app: App, list: str, file: str) -> dict[str, Any]:
+    """Write a list with each contact's latest result, attempts and skip reason."""
+    out = _writable_target(file, "file")
+    try:
+        rows = await app.store.export_list(list, out)
+    except OSError as exc:
+        raise BadRequest(f"{file}: {exc.strerror or exc}") from exc
+    return {"list": list, "file": file, "rows": rows}
+
+
+# ------------------------------------------------------------ do-not-contact
+
+_DURATION = re.compile(r"(\d+)([wdhms])")
+_UNIT_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """An expiry given as a duration from `now` ("30d", "12h", "1w2d", "90m",
+    "45s") or as an ISO-8601 date or time ("2030-01-31", "2030-01-31T18:00+01:00";
+    without an offset it is UTC). Raises BadRequest if unreadable or past."""
+    spec = text.strip().lower()
+    if spec and _DURATION.sub("", spec) == "":
+        seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(spec))
+        if seconds == 0:
+            raise BadRequest(f"expires: duration {text!r} is zero")
+        return now + timedelta(seconds=seconds)
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadRequest(
+            f"expires: expected a duration like 30d, 12h, 90m or an ISO-8601 time, got {text!r}"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if when <= now:
+        raise BadRequest(f"expires: {text!r} is in the past")
+    return when
+
+
+async def dnc_add(
+    app: App,
+    number: str,
+    source: str = "manual",
+    expires: str | None = None,
+    region: str = "US",
+) -> dict[str, Any]:
+    """Put a number on the do-not-contact list, optionally until `expires`."""
+    expires_at = parse_expiry(expires, datetime.now(UTC)) if expires else None
+    e164 = await app.store.dnc_add(number, source=source, expires_at=expires_at, region=region)
+    return {
+        "number": e164,
+        "source": source,
+        "expires_at": expires_at.isoformat() if expires_at else None,
+    }
+
+
+async def dnc_remove(app: App, number: str, region: str = "US") -> dict[str, Any]:
+    """Take a number off the list; NotFound if it was not on it."""
+    if not await app.store.dnc_remove(number, region=region):
+        raise NotFound(f"{number} is not on the do-not-contact list")
+    return {"number": number, "removed": True}
+
+
+async def dnc_check(app: App, number: str, region: str = "US") -> dict[str, Any]:
+    """Whether a number is on the list now, with its entry."""
+    entry = await app.store.dnc_check(number, region=region)
+    if entry is None:
+        return {"number": number, "listed": False}
+    return {"number": number, **entry, "listed": True}
+
+
+async def dnc_import(
+    app: App,
+    file: str,
+    column: str | None = None,
+    source: str = "import",
+    region: str = "US",
+    error_file: str | None = None,
+) -> dict[str, Any]:
+    """Add every number of a CSV column (the first column by default)."""
+    csv_path = _readable_file(file, "file")
+    error_path = _writable_target(error_file, "error_file") if error_file else None
+    try:
+        summary = await app.store.dnc_import(
+            csv_path, column=column, source=source, region=region, error_path=error_path
+        )
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"{file}: {exc}") from exc
+    except OSError as exc:
+        raise BadRequest(f"{file}: {exc.strerror or exc}") from exc
+    return dict(dataclasses.asdict(summary))
+
+
+# ------------------------------------------------------------------ reports
+
+
+async def report_summary(app: App, campaign: str) -> dict[str, Any]:
+    """Counts per result, connect rate, average ring and talk time."""
+    await app.store.campaign(campaign)  # NotFound for an unknown campaign
+    return {"campaign": campaign, **await app.store.summary(campaign)}
+
+
+async def report_attempts(
+    app: App, campaign: str, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Every attempt of a campaign (the first `limit` ones if given)."""
+    if limit is not None and limit < 1:
+        raise BadRequest(f"limit: must be at least 1, got {limit}")
+    await app.store.campaign(campaign)
+    rows: list[dict[str, Any]] = await app.store.attempts(campaign, limit)
+    return rows
+
+
+# ----------------------------------------------------------------- registry
+
+_NAME = Arg("name", "str", True, "campaign name")
+_LIST = Arg("list", "str", True, "contact list name")
+_NUMBER = Arg("number", "str", True, "phone number (E.164, or national in `region`)")
+_REGION = Arg("region", "str", help="region for national numbers (default US)")
+
+
+def _commands(*commands: Command) -> dict[str, Command]:
+    return {c.name: c for c in commands}
+
+
+COMMANDS: dict[str, Command] = _commands(
+    Command("status", status, (), "daemon status"),
+    Command("campaign.list", campaign_list, (), "list campaigns"),
+    Command("campaign.show", campaign_show, (_NAME,), "show one campaign"),
+    Command("campaign.load", campaign_load, (Arg("path", "path", True, "campaign YAML file"),),
+            "load or reload a campaign file"),
+    Command("campaign.start", campaign_start, (_NAME,), "start a campaign"),
+    Command("campaign.pause", campaign_pause, (_NAME,), "pause a campaign"),
+    Command("campaign.resume", campaign_resume, (_NAME,), "resume a paused campaign"),
+    Command("campaign.stop", campaign_stop, (_NAME,), "stop a campaign"),
+    Command("contacts.import", contacts_import, (
+        _LIST, Arg("file", "path", True, "CSV file"),
+        Arg("phone_columns", "str_list", help="phone column names (default: detected)"),
+        _REGION, Arg("error_file", "path", help="where to write rejected rows (CSV)"),
+        Arg("encoding", "str", help="CSV encoding (default utf-8)"),
+    ), "import a CSV file into a contact list"),
+    Command("contacts.add", contacts_add, (
+        _LIST, Arg("phones", "str_list", True, "phone numbers"),
+        Arg("attributes", "str_map", help="contact attributes"),
+        Arg("priority", "int", help="higher is dialled first (default 0)"),
+        Arg("top", "bool", help="put ahead of every contact of the list"), _REGION,
+    ), "add one contact"),
+    Command("contacts.export", contacts_export,
+            (_LIST, Arg("file", "path", True, "CSV file to write")),
+            "export a list with each contact's latest result"),
+    Command("dnc.add", dnc_add, (
+        _NUMBER, Arg("source", "str", help="where the request came from (default manual)"),
+        Arg("expires", "str", help="duration (30d, 12h) or ISO-8601 time"), _REGION,
+    ), "add a number to the do-not-contact list"),
+    Command("dnc.remove", dnc_remove, (_NUMBER, _REGION), "remove a number from the list"),
+    Command("dnc.check", dnc_check, (_NUMBER, _REGION), "is a number on the list?"),
+    Command("dnc.import", dnc_import, (
+        Arg("file", "path", True, "CSV file"),
+        Arg("column", "str", help="column holding the numbers (default: the first)"),
+        Arg("source", "str", help="source recorded (default import)"), _REGION,
+        Arg("error_file", "path", help="where to write rejected rows (CSV)"),
+    ), "import numbers into the do-not-contact list"),
+    Command("report.summary", report_summary, (Arg("campaign", "str", True),),
+            "results summary of a campaign"),
+    Command("report.attempts", report_attempts,
+            (Arg("campaign", "str", True), Arg("limit", "int", help="at most this many")),
+            "every attempt of a campaign"),
+)  # fmt: skip
