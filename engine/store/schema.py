@@ -1,0 +1,262 @@
+"""The store's tables (SQLAlchemy Core), portable between SQLite and PostgreSQL.
+
+The Alembic migrations in `engine/store/migrations/versions/` create exactly
+these tables; `tests/unit/test_store.py` compares the migrated database with
+this metadata so the two cannot drift apart.
+
+Times: aware UTC datetimes in Python. SQLite has no time zone type, so they
+are stored as naive UTC text (fixed-width, so they compare and sort as text);
+PostgreSQL gets `timestamp with time zone`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# SQLite only auto-increments an `INTEGER PRIMARY KEY` (the rowid alias), not BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive ones are refused
+    (a naive time is a bug: whose local time would it be?)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(DateTime(timezone=dialect.name != "sqlite"))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store takes aware (UTC) times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+contact_lists = Table(
+    "contact_lists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    # JSON: {"phones": [column names], "attributes": [keys]} seen in this list,
+    # in first-seen order; the export's header.
+    Column("fields", Text, nullable=False, server_default="{}"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("list_id", Integer, ForeignKey("contact_lists.id"), nullable=False),
+    Column("external_id", String(200)),
+    # Import order within the list; a contact added with top=True gets min - 1.
+    Column("position", BigInteger, nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("attributes", Text, nullable=False, server_default="{}"),  # JSON object of strings
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("list_id", "position", name="uq_contacts_list_position"),
+)
+
+contact_phones = Table(
+    "contact_phones",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("contact_id", BigInteger, ForeignKey("contacts.id"), nullable=False),
+    # Denormalised so that "this number is already in the list" is one index probe.
+    Column("list_id", Integer, ForeignKey("contact_lists.id"), nullable=False),
+    Column("number", String(20), nullable=False),  # E.164
+    Column("column_name", String(200), nullable=False),
+    Column("rank", SmallInteger, nullable=False),  # column order within the contact
+    UniqueConstraint("list_id", "number", name="uq_contact_phones_list_number"),
+    Index("ix_contact_phones_number", "number"),
+    Index("ix_contact_phones_contact", "contact_id"),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("list_id", Integer, ForeignKey("contact_lists.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("definition", Text, nullable=False),  # JSON of the campaign file
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+campaign_contacts = Table(
+    "campaign_contacts",
+    metadata,
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), primary_key=True),
+    Column("contact_id", BigInteger, ForeignKey("contacts.id"), primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_result", String(32)),
+    Column("skip_reason", Text),
+    # Copies of the contact's priority and position, so that the dialer's
+    # "next due contacts" query walks one index in order instead of sorting
+    # a million joined rows every 100 ms.
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("position", BigInteger, nullable=False, server_default="0"),
+    # READY (pending, or a retry whose time has come), WAITING (a retry
+    # before its time), IDLE (in flight or finished): see queries.due_contacts.
+    Column("dial_queue", SmallInteger, nullable=False, server_default="2"),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_campaign_contacts_due", "campaign_id", "state", "next_attempt_at"),
+    Index("ix_campaign_contacts_waiting", "campaign_id", "dial_queue", "next_attempt_at"),
+    Index("ix_campaign_contacts_contact", "contact_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+    Column("contact_id", BigInteger, ForeignKey("contacts.id"), nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("trunk", String(200), nullable=False),
+    Column("caller_id", String(64)),
+    Column("call_id", String(255)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("invite_sent_at", UTCDateTime),
+    Column("ringing_at", UTCDateTime),
+    Column("answered_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("result", String(32)),
+    Column("sip_status", Integer),
+    Column("reason", Text),
+    Column("q850_cause", Integer),
+    Column("ended_by", String(32)),
+    Column("duration_ms", Integer),
+    Index("ix_attempts_campaign", "campaign_id"),
+    Index("ix_attempts_contact", "contact_id"),
+)
+
+# Contacts ready to dial, in dialling order (priority DESC, position ASC): the
+# index itself is in that order, so LIMIT n stops after n entries.
+Index(
+    "ix_campaign_contacts_ready",
+    campaign_contacts.c.campaign_id,
+    campaign_contacts.c.dial_queue,
+    campaign_contacts.c.priority.desc(),
+    campaign_contacts.c.position,
+)
+# Attempts still open: what reconciliation after a crash looks for (partial,
+# so it stays tiny however many attempts the table holds).
+Index(
+    "ix_attempts_open",
+    attempts.c.ended_at,
+    sqlite_where=attempts.c.ended_at.is_(None),
+    postgresql_where=attempts.c.ended_at.is_(None),
+)
+
+dnc = Table(
+    "dnc",
+    metadata,
+    Column("number", String(20), primary_key=True),  # E.164
+    Column("source", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _RawInsert:
+    sql: str
+    positional: bool
+    order: tuple[int, ...] | None  # positional parameters' order, if not the columns'
+
+
+_INSERTS: dict[tuple[str, str, tuple[str, ...]], _RawInsert] = {}
+
+
+def _raw_insert(conn: Connection, table: Table, columns: tuple[str, ...]) -> _RawInsert:
+    key = (conn.dialect.name, table.name, columns)
+    found = _INSERTS.get(key)
+    if found is None:
+        compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(columns))
+        order = None
+        if compiled.positional:
+            order = tuple(columns.index(name) for name in compiled.positiontup or ())
+            if order == tuple(range(len(columns))):
+                order = None
+        found = _INSERTS[key] = _RawInsert(compiled.string, compiled.positional, order)
+    return found
+
+
+def bulk_insert(
+    conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """executemany straight to the driver, for big batches.
+
+    SQLAlchemy's per-row parameter processing costs about three times what
+    SQLite spends inserting; here the statement is compiled once for the
+    dialect (its paramstyle) and the rows go to the driver as they are. The
+    values must be in the driver's form already: ints and strings, or what
+    `driver_value` made of anything else.
+    """
+    if not rows:
+        return
+    raw = _raw_insert(conn, table, tuple(columns))
+    params: list[Any]
+    if not raw.positional:
+        params = [dict(zip(columns, row, strict=True)) for row in rows]
+    elif raw.order is not None:
+        params = [tuple(row[i] for i in raw.order) for row in rows]
+    else:
+        params = rows
+    conn.exec_driver_sql(raw.sql, params)
+
+
+def driver_value(conn: Connection, column: Column[Any], value: Any) -> Any:
+    """`value` as the driver receives it for `column` (type processing)."""
+    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return processor(value) if processor is not None else value
+
+
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def select_in(conn: Connection, template: str, count: int) -> str:
+    """Raw SQL for `template` with "{}" for one positional parameter, then
+    "{}" for `count` of them (an IN list), in the driver's paramstyle.
+    For hot probes where SQLAlchemy's expanding IN costs more than the query."""
+    mark = _PLACEHOLDERS.get(conn.dialect.paramstyle)
+    if mark is None:
+        raise NotImplementedError(f"paramstyle {conn.dialect.paramstyle!r}")
+    return template.format(mark, ", ".join([mark] * count))

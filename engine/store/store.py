@@ -1,0 +1,460 @@
+"""The store: outdial's system of record, behind an async API.
+
+Every method's database work runs on the store's one thread (writer.py),
+never on the event loop. The dialer's writes (`create_attempt`,
+`update_attempt`, `set_contact_state`) are group-committed; `create_attempt`
+returns only once its row is committed, so the attempt is on disk before its
+INVITE leaves, and a crash loses nothing (`reconcile_in_flight` then closes
+what was left open).
+
+SQLite (default): WAL journal, foreign keys on, `synchronous=NORMAL`. A
+committed transaction survives the process being killed (kill -9, a crash):
+it is in the WAL file, which the OS holds. It may be lost on power loss or
+an OS crash; add `?synchronous=full` to the URL to fsync every commit (group
+commit keeps that affordable: one fsync per group, not per attempt).
+PostgreSQL (`postgresql+psycopg://...`) takes the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL
+
+from engine import contacts as contact_io
+from engine.errors import BadRequest
+from engine.store import dnc, queries, reports
+from engine.store.phones import PhoneNormalizer
+from engine.store.types import (
+    ATTEMPT_TIME_FIELDS,
+    ATTEMPT_UPDATE_FIELDS,
+    CAMPAIGN_STATES,
+    CONTACT_STATES,
+    AttemptIntent,
+    DialCandidate,
+    ImportSummary,
+    dial_queue,
+)
+from engine.store.writer import Writer
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_SYNCHRONOUS = {"off": "OFF", "normal": "NORMAL", "full": "FULL", "extra": "EXTRA"}
+_SYNC_CHUNK = 20_000  # contact ids per sync transaction
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+        raise TypeError(f"{name}: expected an aware datetime, got {value!r}")
+
+
+def build_engine(url: str) -> Engine:
+    """The SQLAlchemy engine for `url`, with SQLite's pragmas and the
+    `synchronous` option taken out of the query string."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return create_engine(parsed)
+    mode = parsed.query.get("synchronous", "normal")
+    if isinstance(mode, tuple):
+        mode = mode[-1]
+    if mode.lower() not in _SYNCHRONOUS:
+        raise BadRequest(f"store URL: synchronous={mode!r}; expected normal, full, extra or off")
+    pragma = _SYNCHRONOUS[mode.lower()]
+    parsed = parsed.difference_update_query(["synchronous"])
+    _make_parent(parsed)
+    engine = create_engine(parsed)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        for statement in (
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={pragma}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=10000",
+            "PRAGMA cache_size=-32768",  # 32 MiB of page cache
+            # Checkpoint every ~40 MiB of WAL instead of 4: each checkpoint
+            # costs two fsyncs, and a big import otherwise pays them per batch.
+            "PRAGMA wal_autocheckpoint=10000",
+        ):
+            cursor.execute(statement)
+        cursor.close()
+
+    return engine
+
+
+def _make_parent(url: URL) -> None:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def migrate(conn: Connection) -> None:
+    """Bring the schema to the newest revision (Alembic, configured in code)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    config.attributes["connection"] = conn
+    command.upgrade(config, "head")
+
+
+class Store:
+    """The system of record (see the module docstring); open with `Store.open`."""
+
+    def __init__(self, url: str, writer: Writer) -> None:
+        self.url = url
+        self._writer = writer
+        self._ids = queries.CampaignIds()  # used on the store thread only
+
+    @classmethod
+    async def open(cls, url: str, *, commit_interval: float = 0.0) -> Store:
+        """Connect, start the store thread and migrate to the newest schema.
+        `url`: "sqlite:///var/outdial.db" (parent directory created;
+        `?synchronous=full` for power-loss durability) or a PostgreSQL URL.
+        `commit_interval`: minimum seconds between group commits (see writer.py)."""
+        engine = build_engine(url)
+        writer = Writer(engine, commit_interval=commit_interval)
+        writer.start()
+        store = cls(make_url(url).render_as_string(hide_password=True), writer)
+        try:
+            await writer.run(migrate)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Commit everything queued, stop the thread, release the database."""
+        await self._writer.stop()
+        self._writer.engine.dispose()
+
+    @property
+    def commits(self) -> int:
+        """Group commits made so far."""
+        return self._writer.commits
+
+    # ------------------------------------------------------ lists, contacts
+
+    async def ensure_list(self, name: str) -> int:
+        return await self._writer.run(partial(queries.ensure_list, name=name, now=_utcnow()))
+
+    async def lists(self) -> list[dict[str, Any]]:
+        """[{"name", "contacts", "created_at"}], by name."""
+        return await self._writer.run(queries.lists)
+
+    async def import_contacts(
+        self,
+        list_name: str,
+        csv_path: Path,
+        *,
+        phone_columns: Sequence[str] | None = None,
+        region: str = "US",
+        error_path: Path | None = None,
+        encoding: str = "utf-8",
+    ) -> ImportSummary:
+        """Stream a CSV file into a list (created if new); see engine.contacts.
+        Campaigns under way on the list pick the new contacts up."""
+        queries.check_name("list", list_name)
+        cancel = threading.Event()
+        work = partial(
+            contact_io.import_csv,
+            self._writer.submit,
+            list_name,
+            Path(csv_path),
+            phone_columns=phone_columns,
+            region=region,
+            error_path=error_path,
+            encoding=encoding,
+            cancel=cancel,
+        )
+        try:
+            summary = await asyncio.to_thread(work)
+        except asyncio.CancelledError:
+            cancel.set()  # stop after the batch in progress
+            raise
+        await self._enrol_list(list_name)
+        return summary
+
+    async def _enrol_list(self, list_name: str) -> None:
+        for campaign in await self.campaigns():
+            if campaign["list"] == list_name and campaign["state"] != "completed":
+                await self.sync_campaign_contacts(campaign["name"])
+
+    async def add_contact(
+        self,
+        list_name: str,
+        phones: Sequence[str],
+        attributes: Mapping[str, str] | None = None,
+        *,
+        region: str = "US",
+        priority: int = 0,
+        top: bool = False,
+        external_id: str | None = None,
+    ) -> int:
+        """Add one contact; BadRequest on an invalid number, Conflict if a
+        number is in the list already. `top=True` puts it ahead of every
+        contact of the list. Campaigns under way on the list include it."""
+        if not phones:
+            raise BadRequest("phones: give at least one phone number")
+        normalizer = PhoneNormalizer(region)
+        numbers = list(dict.fromkeys(normalizer.normalize(p) for p in phones))
+        attrs = {str(k): str(v) for k, v in (attributes or {}).items()}
+        return await self._writer.run(
+            partial(
+                queries.add_contact,
+                list_name=list_name,
+                phones=numbers,
+                attributes=attrs,
+                priority=priority,
+                top=top,
+                external_id=external_id,
+                now=_utcnow(),
+            )
+        )
+
+    async def export_list(self, list_name: str, out_path: Path) -> int:
+        """Write the list as CSV with each contact's latest campaign state;
+        returns the rows written."""
+        work = partial(contact_io.export_csv, self._writer.submit, list_name, Path(out_path))
+        return await asyncio.to_thread(work)
+
+    async def contact(self, contact_id: int) -> dict[str, Any]:
+        """The contact with its phones, attributes and per-campaign state."""
+        return await self._writer.run(partial(queries.contact, contact_id=contact_id))
+
+    # ------------------------------------------------------------ campaigns
+
+    async def upsert_campaign(
+        self, name: str, list_name: str, definition: Mapping[str, Any]
+    ) -> int:
+        """Create (state "stopped") or update a campaign; its list is created
+        if new. Conflict if it would switch lists after dialling began."""
+        queries.check_name("campaign", name)
+
+        def work(conn: Connection) -> int:
+            self._ids.forget(name)
+            return queries.upsert_campaign(conn, name, list_name, definition, _utcnow())
+
+        return await self._writer.run(work)
+
+    async def campaign(self, name: str) -> dict[str, Any]:
+        rows = await self._writer.run(partial(queries.campaign_rows, name=name))
+        return rows[0]
+
+    async def campaigns(self) -> list[dict[str, Any]]:
+        return await self._writer.run(queries.campaign_rows)
+
+    async def set_campaign_state(self, name: str, state: str) -> None:
+        if state not in CAMPAIGN_STATES:
+            raise BadRequest(
+                f"state: {state!r}; expected one of {', '.join(sorted(CAMPAIGN_STATES))}"
+            )
+        await self._writer.run(
+            partial(queries.set_campaign_state, name=name, state=state, now=_utcnow())
+        )
+
+    # -------------------------------------------------------------- dialing
+
+    async def sync_campaign_contacts(self, campaign: str) -> int:
+        """Enrol every contact of the campaign's list that is not enrolled yet
+        (state "pending"); returns how many. Done in slices of contact ids,
+        each its own transaction, so the dialer's commits are never held up."""
+
+        def bounds(conn: Connection) -> tuple[int, int] | None:
+            _, lid = self._ids.get(conn, campaign)
+            return queries.contact_id_range(conn, lid)
+
+        span = await self._writer.run(bounds)
+        if span is None:
+            return 0
+        added, now = 0, _utcnow()
+        for low in range(span[0], span[1] + 1, _SYNC_CHUNK):
+            added += await self._writer.run(
+                partial(
+                    queries.sync_range,
+                    ids=self._ids,
+                    name=campaign,
+                    low=low,
+                    high=min(low + _SYNC_CHUNK - 1, span[1]),
+                    now=now,
+                )
+            )
+        return added
+
+    async def due_contacts(
+        self, campaign: str, now: datetime, limit: int, exclude: Collection[int] = ()
+    ) -> list[DialCandidate]:
+        """Up to `limit` contacts to dial now: "pending", or "retry" with
+        next_attempt_at <= now; by priority (highest first), then position."""
+        _aware("now", now)
+        work = partial(
+            queries.due_contacts,
+            ids=self._ids,
+            name=campaign,
+            now=now,
+            limit=limit,
+            exclude=tuple(exclude),
+        )
+        while True:  # None: a slice of a retry backlog was promoted, ask again
+            due = await self._writer.run(work)
+            if due is not None:
+                return due
+
+    async def create_attempt(self, attempt: AttemptIntent) -> int:
+        """Insert the attempt; returns its id once the row is committed."""
+        _aware("created_at", attempt.created_at)
+        return await self._writer.write_wait(
+            partial(queries.create_attempt, ids=self._ids, intent=attempt), "create_attempt"
+        )
+
+    def update_attempt(self, attempt_id: int, **fields: Any) -> None:
+        """Queue changes to an attempt for the next group commit."""
+        unknown = set(fields) - ATTEMPT_UPDATE_FIELDS
+        if unknown:
+            raise TypeError(f"update_attempt: unknown fields {', '.join(sorted(unknown))}")
+        for name in ATTEMPT_TIME_FIELDS & set(fields):
+            _aware(name, fields[name])
+        if fields:
+            self._writer.write(
+                partial(queries.update_attempt, attempt_id=attempt_id, fields=fields),
+                f"update_attempt {attempt_id}",
+            )
+
+    def set_contact_state(
+        self,
+        campaign: str,
+        contact_id: int,
+        *,
+        state: str,
+        next_attempt_at: datetime | None = None,
+        last_result: str | None = None,
+        skip_reason: str | None = None,
+        attempts_delta: int = 0,
+    ) -> None:
+        """Queue a contact's new state in a campaign for the next group commit.
+        `next_attempt_at` is always set (None clears it, except that a retry
+        without a time is due now); `last_result` and `skip_reason` only when
+        given."""
+        if state not in CONTACT_STATES:
+            raise ValueError(f"state: {state!r}; expected one of {sorted(CONTACT_STATES)}")
+        _aware("next_attempt_at", next_attempt_at)
+        now = _utcnow()
+        if state == "retry" and next_attempt_at is None:
+            next_attempt_at = now  # a retry without a time is due at once
+        values: dict[str, Any] = {
+            "state": state,
+            "next_attempt_at": next_attempt_at,
+            "dial_queue": dial_queue(state, next_attempt_at, now),
+            "updated_at": now,
+        }
+        if last_result is not None:
+            values["last_result"] = last_result
+        if skip_reason is not None:
+            values["skip_reason"] = skip_reason
+        self._writer.write(
+            partial(
+                queries.set_contact_state,
+                ids=self._ids,
+                name=campaign,
+                contact_id=contact_id,
+                values=values,
+                attempts_delta=attempts_delta,
+            ),
+            f"set_contact_state {campaign}/{contact_id}",
+        )
+
+    async def reconcile_in_flight(self, now: datetime) -> list[dict[str, Any]]:
+        """After a crash: attempts without an end become "interrupted" (ended
+        `now`); contacts "in_flight" become "retry" due `now`, attempt counts
+        unchanged. Returns the reconciled attempts (with "campaign")."""
+        _aware("now", now)
+        return await self._writer.run(partial(queries.reconcile_in_flight, now=now))
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        await self._writer.flush()
+
+    # -------------------------------------------------------- do-not-contact
+
+    async def dnc_add(
+        self,
+        number: str,
+        *,
+        source: str = "manual",
+        expires_at: datetime | None = None,
+        region: str = "US",
+    ) -> str:
+        """List a number (replacing its entry if listed); returns its E.164."""
+        _aware("expires_at", expires_at)
+        e164 = PhoneNormalizer(region).normalize(number)
+        await self._writer.run(
+            partial(dnc.add, number=e164, source=source, expires_at=expires_at, now=_utcnow())
+        )
+        return e164
+
+    async def dnc_remove(self, number: str, *, region: str = "US") -> bool:
+        """Unlist a number; False if it was not listed."""
+        e164 = PhoneNormalizer(region).normalize(number)
+        return await self._writer.run(partial(dnc.remove, number=e164))
+
+    async def dnc_check(
+        self, number: str, now: datetime | None = None, *, region: str = "US"
+    ) -> dict[str, Any] | None:
+        """The number's active (unexpired) entry, or None."""
+        _aware("now", now)
+        e164 = PhoneNormalizer(region).normalize(number)
+        return await self._writer.run(partial(dnc.check, number=e164, now=now or _utcnow()))
+
+    async def dnc_numbers(self, numbers: Collection[str], now: datetime) -> set[str]:
+        """Which of these E.164 numbers are listed (and unexpired) at `now`."""
+        _aware("now", now)
+        if not numbers:
+            return set()
+        return await self._writer.run(partial(dnc.listed, numbers=tuple(numbers), now=now))
+
+    async def dnc_import(
+        self,
+        csv_path: Path,
+        *,
+        column: str | None = None,
+        source: str = "import",
+        region: str = "US",
+        error_path: Path | None = None,
+    ) -> ImportSummary:
+        """Stream a CSV of numbers onto the list; see dnc.import_csv."""
+        work = partial(
+            dnc.import_csv,
+            self._writer.submit,
+            Path(csv_path),
+            column=column,
+            source=source,
+            region=region,
+            error_path=error_path,
+        )
+        return await asyncio.to_thread(work)
+
+    # -------------------------------------------------------------- reports
+
+    async def progress(self, campaign: str) -> dict[str, Any]:
+        return await self._writer.run(partial(reports.progress, ids=self._ids, name=campaign))
+
+    async def attempts(self, campaign: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The campaign's attempts in order (the first `limit`), every column,
+        times in ISO-8601, plus "campaign"."""
+        return await self._writer.run(
+            partial(reports.attempts_of, ids=self._ids, name=campaign, limit=limit)
+        )
+
+    async def summary(self, campaign: str) -> dict[str, Any]:
+        return await self._writer.run(partial(reports.summary, ids=self._ids, name=campaign))

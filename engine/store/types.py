@@ -1,0 +1,88 @@
+"""Value objects and vocabulary of the store, shared by its modules and callers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.errors import InvalidState
+
+# campaign_contacts.state: where a contact stands in one campaign.
+CONTACT_STATES = frozenset({"pending", "in_flight", "retry", "done", "skipped", "failed"})
+# campaigns.state
+CAMPAIGN_STATES = frozenset({"stopped", "running", "paused", "completed"})
+# campaign_contacts.dial_queue: READY to dial now (pending, or a retry whose
+# time has come), WAITING for its retry time, IDLE (in flight or finished).
+READY, WAITING, IDLE = 0, 1, 2
+
+# Contact states that count as processed (the contact needs no more dialling).
+FINISHED_STATES = ("done", "skipped", "failed")
+
+# Attempt columns a caller may set after creation (update_attempt).
+ATTEMPT_TIME_FIELDS = frozenset({"invite_sent_at", "ringing_at", "answered_at", "ended_at"})
+ATTEMPT_UPDATE_FIELDS = ATTEMPT_TIME_FIELDS | {
+    "result",
+    "sip_status",
+    "reason",
+    "q850_cause",
+    "call_id",
+    "ended_by",
+    "duration_ms",
+}
+
+INTERRUPTED = "interrupted"
+
+
+def dial_queue(state: str, next_attempt_at: datetime | None, now: datetime) -> int:
+    """The dial queue of a contact in `state` (see READY, WAITING, IDLE)."""
+    if state == "pending":
+        return READY
+    if state == "retry":
+        return READY if next_attempt_at is None or next_attempt_at <= now else WAITING
+    return IDLE
+
+
+class StoreClosed(InvalidState):
+    """The store was closed; no more work is accepted."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What a CSV import did.
+
+    `rows` counts data records read (blank lines aside); `imported` the
+    contacts (or DNC entries) written; `duplicates` and `invalid` the rows
+    rejected, each listed in the error file with its line and reason;
+    `warnings` the rows imported without one of their numbers (also listed).
+    """
+
+    rows: int
+    imported: int
+    duplicates: int
+    invalid: int
+    error_path: str | None
+    seconds: float
+    warnings: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DialCandidate:
+    """A contact due for a call in one campaign."""
+
+    contact_id: int
+    phones: tuple[str, ...]  # E.164, in column order
+    attempts: int
+    attributes: dict[str, str]
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptIntent:
+    """An attempt about to be dialled: stored (and committed) before its INVITE."""
+
+    campaign: str
+    contact_id: int
+    number: str
+    trunk: str
+    caller_id: str | None
+    created_at: datetime
