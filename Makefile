@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 APT_PACKAGES := sip-tester espeak-ng sox libsox-fmt-all
 
-.PHONY: all venv sysdeps test test-quick lint format bench clean
+.PHONY: all venv sysdeps demo test test-quick lint format bench clean
 
 all: test
 
@@ -30,6 +30,10 @@ sysdeps:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+# A real campaign on the embedded store against a local SIPp carrier.
+demo: venv sysdeps
+	$(PY) config/demo/demo.py
 
 test: venv sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider tests

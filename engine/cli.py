@@ -16,6 +16,8 @@ from carriers.sip.message import Address, SipURI
 from carriers.sip.parser import parse_address, parse_uri
 from dsp.wav import WavError, load_media_audio
 from engine.config import ConfigError, load_trunks
+from engine.ctl import add_ctl_parser, run_ctl
+from engine.errors import OutdialError
 from engine.testcall import TestCallOptions, run_test_call
 
 T = TypeVar("T")
@@ -152,10 +154,31 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
+def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the daemon in the foreground",
+        description="Run campaigns from the config; stop with SIGTERM or Ctrl-C.",
+    )
+    p.add_argument("--config", type=Path, default=Path("config/outdial.yaml"))
+
+
+def _run_daemon(args: argparse.Namespace) -> int:
+    from engine.config import load_config
+    from engine.daemon import run_daemon
+    from engine.logs import configure
+
+    config = load_config(args.config)
+    configure(config.log.level, config.log.format)
+    return _run_async(run_daemon(config))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="outdial", description="outdial outbound engine")
     sub = parser.add_subparsers(dest="command", required=True)
     _call_parser(sub)
+    _run_parser(sub)
+    add_ctl_parser(sub)
     return parser
 
 
@@ -165,9 +188,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "call":
             return _run_call(args)
+        if args.command == "run":
+            return _run_daemon(args)
+        if args.command == "ctl":
+            return run_ctl(args)
     except (UsageError, ConfigError) as exc:
         print(f"outdial: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except OutdialError as exc:
+        print(f"outdial: error: {exc.message}", file=sys.stderr)
+        return 1
     except SipError as exc:
         print(f"outdial: error: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE

@@ -70,10 +70,12 @@ class Sipp:
         cmd = [
             sipp, "-sf", str(SCENARIOS / self.scenario), "-i", "127.0.0.1",
             "-p", str(self.port), "-mi", "127.0.0.1", "-mp", str(self.media_port),
-            "-t", self.transport, "-d", str(self.duration_ms), "-m", str(self.calls),
+            "-t", self.transport, "-d", str(self.duration_ms),
             "-nostdin", "-trace_err", "-error_file", str(workdir / "sipp_errors.log"),
             "-trace_stat", "-stf", str(workdir / "sipp_stats.csv"),
         ]  # fmt: skip
+        if self.calls:  # else: serve calls until stopped
+            cmd += ["-m", str(self.calls)]
         for name, value in self.keys.items():
             cmd += ["-key", name, value]
         cmd += self.extra

@@ -1,0 +1,178 @@
+"""The campaign manager: loads campaign files, runs them, answers commands."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from carriers.sip.outcome import CallResult
+from dsp.wav import WavError, load_media_audio
+from engine.config import (
+    CampaignConfig,
+    ConfigError,
+    campaign_definition,
+    load_campaign,
+    load_campaigns,
+)
+from engine.dialer import COMPLETED, PAUSED, RUNNING, STOPPED, CampaignRunner, next_step, utcnow
+from engine.errors import InvalidState, NotFound
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.telephony import Telephony
+
+log = logging.getLogger("outdial.campaigns")
+
+
+class CampaignManager:
+    """Every campaign the daemon knows, each with its runner."""
+
+    def __init__(self, app: App, tel: Telephony) -> None:
+        self.app = app
+        self.tel = tel
+        self.runners: dict[str, CampaignRunner] = {}
+        self.load_errors: list[str] = []
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def load_all(self) -> None:
+        """Load every campaign file; a broken one is reported and skipped."""
+        configs, errors = load_campaigns(self.app.config)
+        self.load_errors = [str(e) for e in errors]
+        for error in errors:
+            log.error("campaign file rejected: %s", error)
+            self.app.bus.publish("campaign.load_error", error=str(error))
+        for cfg in configs.values():
+            try:
+                await self._install(cfg)
+            except ConfigError as exc:
+                self.load_errors.append(str(exc))
+                log.error("campaign file rejected: %s", exc)
+
+    async def reconcile(self) -> int:
+        """After a crash: attempts left in flight become `interrupted` and
+        their contacts follow the retry rules (the attempt counts)."""
+        now = utcnow()
+        reconciled = await self.app.store.reconcile_in_flight(now)
+        for attempt in reconciled:
+            runner = self.runners.get(str(attempt.get("campaign")))
+            contact_id = int(attempt["contact_id"])
+            if runner is None:
+                continue
+            done = await self.app.store.contact(contact_id)
+            attempts = int(_campaign_attempts(done, runner.name)) + 1
+            state, when = next_step(runner.cfg, CallResult.INTERRUPTED, attempts, now)
+            self.app.store.set_contact_state(
+                runner.name, contact_id, state=state, next_attempt_at=when,
+                last_result=CallResult.INTERRUPTED.value, attempts_delta=1,
+            )  # fmt: skip
+        await self.app.store.flush()
+        return len(reconciled)
+
+    async def resume_running(self) -> None:
+        for runner in self.runners.values():
+            stored = await self.app.store.campaign(runner.name)
+            if stored["state"] == RUNNING:
+                await runner.start()
+
+    async def shutdown(self, grace: float) -> None:
+        for runner in self.runners.values():
+            await runner.halt(grace)
+
+    async def _install(self, cfg: CampaignConfig) -> CampaignRunner:
+        prompt = _load_prompt(cfg)
+        store = self.app.store
+        await store.ensure_list(cfg.contact_list)
+        await store.upsert_campaign(cfg.name, cfg.contact_list, campaign_definition(cfg))
+        existing = self.runners.get(cfg.name)
+        if existing is not None:
+            existing.cfg, existing.prompt = cfg, prompt  # takes effect for new calls
+            return existing
+        runner = CampaignRunner(self.app, self.tel, cfg, prompt)
+        runner.state = (await store.campaign(cfg.name))["state"]
+        if runner.state == RUNNING:
+            runner.state = STOPPED  # resume_running() restarts it after reconcile
+        self.runners[cfg.name] = runner
+        return runner
+
+    def _runner(self, name: str) -> CampaignRunner:
+        runner = self.runners.get(name)
+        if runner is None:
+            known = ", ".join(sorted(self.runners)) or "none"
+            raise NotFound(f"no campaign {name!r} (known: {known})")
+        return runner
+
+    # -------------------------------------------------------------- commands
+
+    async def list(self) -> list[dict[str, Any]]:
+        return [await r.describe() for r in self.runners.values()]
+
+    async def show(self, name: str) -> dict[str, Any]:
+        runner = self._runner(name)
+        info = await runner.describe()
+        cfg = runner.cfg
+        info["config"] = campaign_definition(cfg)
+        info["file"] = str(cfg.file)
+        return info
+
+    async def load(self, path: Path) -> str:
+        cfg = load_campaign(path, self.app.config)
+        await self._install(cfg)
+        self.app.bus.publish("campaign.loaded", campaign=cfg.name, file=str(path))
+        return cfg.name
+
+    async def start(self, name: str) -> None:
+        runner = self._runner(name)
+        if runner.state == RUNNING:
+            raise InvalidState(f"campaign {name!r} is already running")
+        await runner.start()
+
+    async def pause(self, name: str) -> None:
+        runner = self._runner(name)
+        if runner.state != RUNNING:
+            raise InvalidState(f"campaign {name!r} is {runner.state}, not running")
+        await runner.set_state(PAUSED)
+
+    async def resume(self, name: str) -> None:
+        runner = self._runner(name)
+        if runner.state != PAUSED:
+            raise InvalidState(f"campaign {name!r} is {runner.state}, not paused")
+        await runner.start()
+
+    async def stop(self, name: str) -> None:
+        runner = self._runner(name)
+        if runner.state in (STOPPED, COMPLETED):
+            raise InvalidState(f"campaign {name!r} is already {runner.state}")
+        await runner.set_state(STOPPED)
+
+    def status(self) -> dict[str, Any]:
+        tel = self.tel
+        return {
+            "campaigns": {name: r.state for name, r in self.runners.items()},
+            "calls_in_flight": sum(len(r.calls) for r in self.runners.values()),
+            "trunks": {
+                name: {"in_flight": t.in_flight, "max_calls": t.config.max_calls}
+                for name, t in tel.trunks.items()
+            },
+            "media_clock": tel.clock.lateness_percentiles(),
+            "rtp_ports_free": tel.allocator.available,
+            "load_errors": self.load_errors,
+        }
+
+
+def _campaign_attempts(contact: dict[str, Any], campaign: str) -> int:
+    for row in contact.get("campaigns", []):
+        if row.get("campaign") == campaign:
+            return int(row.get("attempts", 0))
+    return int(contact.get("attempts", 0))
+
+
+def _load_prompt(cfg: CampaignConfig) -> NDArray[np.int16]:
+    try:
+        return load_media_audio(Path(cfg.prompt).read_bytes())
+    except (OSError, WavError) as exc:
+        raise ConfigError(str(cfg.file), None, "prompt", f"cannot use {cfg.prompt}: {exc}") from exc

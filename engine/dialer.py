@@ -1,0 +1,286 @@
+"""The dial loop of one agentless voice campaign.
+
+It keeps the campaign's lines busy with contacts that are due, in priority
+order, within the trunk's limits. For every call it writes the attempt row
+(committed) before the INVITE leaves, follows the call, stores every
+timestamp and the outcome, and applies the campaign's retry rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from carriers.rtp.errors import RtpError
+from carriers.sip.events import CallAnswered, CallEarlyMedia, CallEnded, CallProgress
+from carriers.sip.outcome import CallResult
+from carriers.sip.transport import CallEvent, CallHandle
+from engine.flows import answered_flow
+from engine.store import AttemptIntent, DialCandidate
+from engine.telephony import MediaLeg, Telephony, TokenBucket, pace
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.config import CampaignConfig
+
+log = logging.getLogger("outdial.dialer")
+
+RUNNING, PAUSED, STOPPED, COMPLETED = "running", "paused", "stopped", "completed"
+RESYNC_EVERY = 2.0  # seconds between picking up contacts added to the list
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def next_step(
+    cfg: CampaignConfig, result: CallResult, attempts: int, now: datetime
+) -> tuple[str, datetime | None]:
+    """The contact's next state after an attempt: done, or retry at a time.
+
+    Answered contacts are done. Others are retried when the campaign has a
+    rule for that result and attempts remain. An attempt cut off by a crash
+    (interrupted) follows the `interrupted` rule, else the carrier_failure one.
+    """
+    if result is CallResult.ANSWERED or attempts >= cfg.max_attempts:
+        return "done", None
+    interval = cfg.retry.get(result)
+    if interval is None and result is CallResult.INTERRUPTED:
+        interval = cfg.retry.get(CallResult.CARRIER_FAILURE)
+    if interval is None:
+        return "done", None
+    return "retry", now + timedelta(seconds=interval)
+
+
+@dataclass(slots=True)
+class LiveCall:
+    attempt_id: int
+    contact_id: int
+    attempts_before: int
+    number: str
+    leg: MediaLeg
+    handle: CallHandle | None = None
+    times: dict[str, datetime] = field(default_factory=dict)
+
+
+class CampaignRunner:
+    """Runs one campaign: the loop, its calls in flight, pause and stop."""
+
+    def __init__(self, app: App, tel: Telephony, cfg: CampaignConfig, prompt: NDArray[np.int16]):
+        self.app = app
+        self.tel = tel
+        self.cfg = cfg
+        self.prompt = prompt
+        self.state = STOPPED
+        self.calls: dict[int, LiveCall] = {}
+        self._reserved: set[int] = set()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()  # set whenever the last call in flight ends
+        self._task: asyncio.Task[None] | None = None
+        self._halting = False
+        self.placed = 0
+        self._bucket = TokenBucket(cfg.calls_per_second) if cfg.calls_per_second else None
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    # ---------------------------------------------------------------- control
+
+    async def start(self) -> None:
+        self.state = RUNNING
+        self._halting = False
+        await self.app.store.set_campaign_state(self.name, RUNNING)
+        self.app.bus.publish("campaign.state", campaign=self.name, state=RUNNING)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def set_state(self, state: str) -> None:
+        """Pause or stop: no new calls; calls in progress finish normally."""
+        self.state = state
+        self._wake.set()
+        await self.app.store.set_campaign_state(self.name, state)
+        self.app.bus.publish("campaign.state", campaign=self.name, state=state)
+
+    async def halt(self, grace: float) -> None:
+        """Daemon shutdown: stop dialling without changing the stored state
+        (a running campaign resumes on the next start), let calls finish for
+        `grace` seconds, then hang up what is left."""
+        self._halting = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._wait_calls(grace)
+        for live in list(self.calls.values()):
+            if live.handle is not None:
+                self.tel.sip.hangup(live.handle.call_id, "shutting down")
+        await self._wait_calls(5.0)
+
+    async def _wait_calls(self, limit: float) -> None:
+        if self.calls:
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), limit)
+
+    # ------------------------------------------------------------------ loop
+
+    async def _run(self) -> None:
+        store = self.app.store
+        loop = asyncio.get_running_loop()
+        await store.sync_campaign_contacts(self.name)
+        next_sync = loop.time() + RESYNC_EVERY
+        while self.state == RUNNING and not self._halting:
+            if loop.time() >= next_sync:
+                await store.sync_campaign_contacts(self.name)
+                next_sync = loop.time() + RESYNC_EVERY
+            free = min(self.cfg.lines - len(self.calls), self.tel.capacity(self.cfg.trunk))
+            if free > 0:
+                exclude = set(self._reserved) | {c.contact_id for c in self.calls.values()}
+                due = await store.due_contacts(self.name, utcnow(), free, exclude)
+                for candidate in due:
+                    if self.state != RUNNING or self._halting:
+                        break
+                    await self._dial(candidate)
+                if not due and not self.calls and await self._finished():
+                    await self.set_state(COMPLETED)
+                    return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=0.2)
+
+    async def _finished(self) -> bool:
+        await self.app.store.flush()
+        progress = await self.app.store.progress(self.name)
+        return not any(progress.get(k, 0) for k in ("pending", "retry", "in_flight"))
+
+    async def _dial(self, candidate: DialCandidate) -> None:
+        store, cfg = self.app.store, self.cfg
+        blocked = await store.dnc_numbers(candidate.phones, utcnow())
+        usable = [p for p in candidate.phones if p not in blocked]
+        if not usable:
+            reason = "do-not-contact: " + ", ".join(sorted(blocked))
+            store.set_contact_state(self.name, candidate.contact_id, state="skipped",
+                                    skip_reason=reason)  # fmt: skip
+            self.app.bus.publish("contact.skipped", campaign=self.name,
+                                 contact=candidate.contact_id, reason=reason)  # fmt: skip
+            return
+        number = usable[candidate.attempts % len(usable)]
+        self._reserved.add(candidate.contact_id)
+        try:
+            if self._bucket is not None:  # the campaign's own pace, under the trunk's
+                await pace(self._bucket)
+            await self.tel.admit(cfg.trunk)
+            if self.state != RUNNING or self._halting:
+                return
+            try:
+                leg = await self.tel.open_media()
+            except (RtpError, OSError) as exc:
+                log.warning("no RTP port for a call: %s", exc)
+                return
+            intent = AttemptIntent(
+                campaign=self.name, contact_id=candidate.contact_id, number=number,
+                trunk=cfg.trunk, caller_id=cfg.caller_id, created_at=utcnow(),
+            )  # fmt: skip
+            try:
+                attempt_id = await store.create_attempt(intent)  # durable before the INVITE
+            except Exception:
+                self.tel.close_media(leg)
+                raise
+            self._launch(candidate, number, attempt_id, leg)
+        finally:
+            self._reserved.discard(candidate.contact_id)
+
+    def _launch(self, cand: DialCandidate, number: str, attempt_id: int, leg: MediaLeg) -> None:
+        store, cfg = self.app.store, self.cfg
+        live = LiveCall(attempt_id, cand.contact_id, cand.attempts, number, leg)
+        self.calls[attempt_id] = live
+        store.set_contact_state(self.name, cand.contact_id, state="in_flight")
+        handle = self.tel.place(
+            cfg.trunk, number, cfg.caller_id, leg,
+            ring_timeout=cfg.ring_timeout, max_duration=cfg.max_duration,
+            on_event=lambda event: self._on_event(live, event),
+        )  # fmt: skip
+        live.handle = handle
+        self.placed += 1
+        store.update_attempt(attempt_id, invite_sent_at=utcnow(), call_id=handle.call_id)
+        self.app.bus.publish("call.started", campaign=self.name, attempt=attempt_id,
+                             contact=cand.contact_id, number=number)  # fmt: skip
+        asyncio.get_running_loop().create_task(self._follow(live, handle))
+
+    def _on_event(self, live: LiveCall, event: CallEvent) -> None:
+        match event:
+            case CallProgress(status=status) if status > 100 and "ringing" not in live.times:
+                live.times["ringing"] = utcnow()
+                self.app.store.update_attempt(live.attempt_id, ringing_at=live.times["ringing"])
+            case CallEarlyMedia(media=media):
+                live.leg.apply(media)
+            case CallAnswered(media=media):
+                if media is not None:
+                    live.leg.apply(media)
+                live.times["answered"] = utcnow()
+                self.app.store.update_attempt(live.attempt_id, answered_at=live.times["answered"])
+                handle = live.handle
+                loop = asyncio.get_running_loop()
+
+                def hang_up() -> None:
+                    if handle is not None:
+                        loop.call_soon(self.tel.sip.hangup, handle.call_id, "prompt played")
+
+                live.leg.flow = answered_flow(self.prompt, hang_up).on_frame
+                self.app.bus.publish("call.answered", campaign=self.name,
+                                     attempt=live.attempt_id, number=live.number)  # fmt: skip
+            case _:
+                pass
+
+    async def _follow(self, live: LiveCall, handle: CallHandle) -> None:
+        ended = await handle.ended
+        self._record(live, ended)
+        self.tel.released(self.cfg.trunk)
+        self.tel.close_media(live.leg)
+        del self.calls[live.attempt_id]
+        if not self.calls:
+            self._idle.set()
+        self._wake.set()
+
+    def _record(self, live: LiveCall, ended: CallEnded) -> None:
+        now = utcnow()
+        outcome = ended.outcome
+        answered = live.times.get("answered")
+        fields: dict[str, Any] = {
+            "ended_at": now, "result": outcome.result.value, "sip_status": outcome.sip_status,
+            "reason": outcome.reason, "q850_cause": outcome.q850_cause,
+            "ended_by": ended.ended_by,
+            "duration_ms": int((now - answered).total_seconds() * 1000) if answered else None,
+        }  # fmt: skip
+        self.app.store.update_attempt(live.attempt_id, **fields)
+        attempts = live.attempts_before + 1
+        state, when = next_step(self.cfg, outcome.result, attempts, now)
+        self.app.store.set_contact_state(
+            self.name, live.contact_id, state=state, next_attempt_at=when,
+            last_result=outcome.result.value, attempts_delta=1,
+        )  # fmt: skip
+        self.app.bus.publish(
+            "call.ended", campaign=self.name, attempt=live.attempt_id, number=live.number,
+            result=outcome.result.value, sip_status=outcome.sip_status, next=state,
+        )  # fmt: skip
+
+    # -------------------------------------------------------------- reporting
+
+    async def describe(self) -> dict[str, Any]:
+        progress = await self.app.store.progress(self.name)
+        cfg = self.cfg
+        return {
+            "name": self.name, "state": self.state, "list": cfg.contact_list,
+            "trunk": cfg.trunk, "lines": cfg.lines, "lines_in_use": len(self.calls),
+            "in_flight": len(self.calls), "placed_since_start": self.placed,
+            "progress": progress,
+        }  # fmt: skip
