@@ -5,6 +5,7 @@ what the store says must match what SIPp saw, number by number."""
 from __future__ import annotations
 
 import itertools
+import signal
 import re
 import time
 from collections import Counter, defaultdict
@@ -172,3 +173,50 @@ def test_kill_9_mid_campaign_loses_nothing_and_dials_nothing_twice(setup: Any) -
         times = invites.get(num, [])
         for a, b in itertools.pairwise(times):
             assert b - a >= RETRY_S - 0.05, (num, times)  # never twice inside the interval
+
+
+def test_sigterm_lets_calls_finish_then_exits_and_resumes(setup: Any) -> None:
+    import json
+    import socket
+    import sqlite3
+
+    workdir, prompt, contacts, tone = setup
+    sipp = start_carrier(workdir, tone, None)
+    daemon = Daemon(workdir, sipp.port, CAMPAIGN, prompt).start()
+    try:
+        daemon("contacts.import", list="e2e-list", file=str(contacts))
+        events = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        events.connect(str(daemon.socket))
+        events.sendall(b'{"id": 1, "cmd": "events", "args": {}}\n')
+        stream = events.makefile("rb")
+        assert json.loads(stream.readline())["result"] == "subscribed"
+        daemon("campaign.start", name="e2e")
+        seen: set[str] = set()
+        while not {"call.started", "call.answered", "call.ended"} <= seen:
+            seen.add(json.loads(stream.readline())["event"])
+        events.close()
+        assert daemon("campaign.show", name="e2e")["in_flight"] > 0
+        started = time.monotonic()
+        assert daemon.stop() == 0  # grace 2 s, then the rest hung up
+        assert time.monotonic() - started < 15
+        with sqlite3.connect(workdir / "outdial.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            open_attempts = db.execute("SELECT count(*) FROM attempts WHERE ended_at IS NULL")
+            assert open_attempts.fetchone() == (0,)  # every call recorded as ended
+            state = db.execute("SELECT state FROM campaigns WHERE name = 'e2e'").fetchone()
+            assert state == ("running",)  # a shutdown is not a pause
+        daemon.start()
+        assert daemon("campaign.show", name="e2e")["state"] == "running"  # resumed
+        deadline = time.monotonic() + 20
+        while daemon("campaign.show", name="e2e")["in_flight"] < 5:  # calls to wait for
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        time.sleep(0.1)
+        daemon.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        assert daemon.proc.wait(10) == 130  # type: ignore[union-attr]  # the second one: at once
+        with sqlite3.connect(workdir / "outdial.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        daemon.stop()
+        sipp.stop()
