@@ -5,8 +5,8 @@ what the store says must match what SIPp saw, number by number."""
 from __future__ import annotations
 
 import itertools
-import signal
 import re
+import signal
 import time
 from collections import Counter, defaultdict
 from datetime import datetime
