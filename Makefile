@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := sip-tester espeak-ng sox libsox-fmt-all
 
 .PHONY: all venv sysdeps demo test test-quick lint format bench clean
 
@@ -24,6 +23,7 @@ sysdeps:
 	command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v sox >/dev/null 2>&1 || missing="$$missing sox libsox-fmt-all"; \
+	[ -f /usr/share/asterisk/sounds/en/hello.wav ] || missing="$$missing asterisk-core-sounds-en-wav"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \

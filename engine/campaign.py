@@ -19,7 +19,7 @@ from engine.config import (
     load_campaigns,
 )
 from engine.dialer import COMPLETED, PAUSED, RUNNING, STOPPED, CampaignRunner, next_step, utcnow
-from engine.errors import InvalidState, NotFound
+from engine.errors import InvalidState, NotFound, OutdialError
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -49,9 +49,9 @@ class CampaignManager:
         for cfg in configs.values():
             try:
                 await self._install(cfg)
-            except ConfigError as exc:
-                self.load_errors.append(str(exc))
-                log.error("campaign file rejected: %s", exc)
+            except (ConfigError, OutdialError) as exc:
+                self.load_errors.append(f"{cfg.file}: {exc}")
+                log.error("campaign file rejected: %s: %s", cfg.file, exc)
 
     async def reconcile(self) -> int:
         """After a crash: attempts left in flight become `interrupted` and

@@ -52,7 +52,14 @@ from engine.store.contactdb import (
     insert_batch,
     prepare_list,
 )
-from engine.store.csvio import CsvSource, ErrorReport, default_error_path
+from engine.store.csvio import (
+    CsvSource,
+    ErrorReport,
+    Rejection,
+    Tally,
+    default_error_path,
+    run_batches,
+)
 from engine.store.phones import InvalidNumber, PhoneNormalizer
 from engine.store.types import ImportSummary
 from engine.store.writer import Submit
@@ -160,15 +167,6 @@ def parse_row(
 # ------------------------------------------------------------------ import
 
 
-@dataclass
-class _Tally:
-    rows: int = 0
-    imported: int = 0
-    duplicates: int = 0
-    invalid: int = 0
-    warnings: int = 0
-
-
 def import_csv(
     submit: Submit[Any],
     list_name: str,
@@ -194,21 +192,13 @@ def import_csv(
             error_path or default_error_path(csv_path), source.header, always=error_path is not None
         )
         try:
-            tally = _pump(submit, list_name, source, layout, normalizer, report, cancel)
+            tally = _import(submit, list_name, source, layout, normalizer, report, cancel)
         finally:
             report.close()
-    return ImportSummary(
-        rows=tally.rows,
-        imported=tally.imported,
-        duplicates=tally.duplicates,
-        invalid=tally.invalid,
-        error_path=report.written,
-        seconds=round(time.perf_counter() - started, 3),
-        warnings=tally.warnings,
-    )
+    return tally.summary(report.written, started)
 
 
-def _pump(
+def _import(
     submit: Submit[Any],
     list_name: str,
     source: CsvSource,
@@ -216,57 +206,30 @@ def _pump(
     normalizer: PhoneNormalizer,
     report: ErrorReport,
     cancel: threading.Event | None,
-) -> _Tally:
-    """Parse a batch, have the database thread insert it, and so on.
-
-    Not pipelined on purpose: with SQLite both sides are Python-bound, and
-    parsing batch k+1 during batch k's insert only makes them fight over the
-    GIL (the insert job then takes ~45 % longer, holding up the dialer's
-    group commits queued behind it, for no gain in total time).
-    """
+) -> Tally:
     now = datetime.now(UTC)
-    list_id: int = submit(
-        partial(
-            prepare_list,
-            name=list_name,
-            phones=layout.phone_names,
-            attributes=layout.attribute_names,
-            now=now,
-        )
-    ).result()
-    tally = _Tally()
-    batch: list[ParsedContact] = []
-    rejected: list[tuple[int, str, list[str]]] = []
+    prepare = partial(
+        prepare_list,
+        name=list_name,
+        phones=layout.phone_names,
+        attributes=layout.attribute_names,
+        now=now,
+    )
+    list_id: int = submit(prepare).result()
 
-    def ship() -> None:
-        nonlocal batch, rejected
-        duplicates = submit(partial(insert_batch, list_id=list_id, batch=batch, now=now)).result()
-        tally.duplicates += len(duplicates)
-        tally.imported += len(batch) - len(duplicates)
-        report.add_sorted(rejected + duplicates)
-        batch, rejected = [], []
+    def classify(
+        line: int, fields: list[str], damage: str | None
+    ) -> tuple[ParsedContact | None, str | None]:
+        return (None, damage) if damage else parse_row(layout, normalizer, line, fields)
 
-    for line, fields, damage in source.records():
-        tally.rows += 1
-        if damage is not None:
-            tally.invalid += 1
-            rejected.append((line, damage, fields))
-            continue
-        contact, note = parse_row(layout, normalizer, line, fields)
-        if contact is None:
-            tally.invalid += 1
-            rejected.append((line, note or "invalid", fields))
-            continue
-        if note is not None:
-            tally.warnings += 1
-            rejected.append((line, note, fields))
-        batch.append(contact)
-        if len(batch) >= BATCH_ROWS:
-            ship()
-            if cancel is not None and cancel.is_set():
-                return tally
-    ship()
-    return tally
+    def ship(batch: list[ParsedContact]) -> list[Rejection]:
+        job = partial(insert_batch, list_id=list_id, batch=batch, now=now)
+        duplicates: list[Rejection] = submit(job).result()
+        return duplicates
+
+    return run_batches(
+        source.records(), classify, ship, report, batch_rows=BATCH_ROWS, cancel=cancel
+    )
 
 
 # ------------------------------------------------------------------ export

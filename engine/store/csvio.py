@@ -13,13 +13,17 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import threading
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from engine.errors import BadRequest
+from engine.store.types import ImportSummary
 
 _DELIMITERS = (",", ";", "\t", "|")
 _BOMS = {
@@ -33,6 +37,7 @@ _BOMS = {
 _MULTILINE_HINT = 3
 
 Record = tuple[int, list[str], str | None]  # (line, fields, reason if damaged)
+T = TypeVar("T")
 
 
 class CsvSource:
@@ -241,3 +246,80 @@ class ErrorReport:
 def default_error_path(csv_path: Path) -> Path:
     """Where errors go when the caller names no file: beside the input."""
     return csv_path.with_name(csv_path.stem + ".errors.csv")
+
+
+@dataclass
+class Tally:
+    """Counts of an import (see ImportSummary)."""
+
+    rows: int = 0
+    imported: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    warnings: int = 0
+
+    def summary(self, error_path: str | None, started: float) -> ImportSummary:
+        """The summary of an import begun at perf_counter() `started`."""
+        return ImportSummary(
+            rows=self.rows,
+            imported=self.imported,
+            duplicates=self.duplicates,
+            invalid=self.invalid,
+            error_path=error_path,
+            seconds=round(time.perf_counter() - started, 3),
+            warnings=self.warnings,
+        )
+
+
+Rejection = tuple[int, str, list[str]]  # (line, reason, fields as read)
+# A record -> (item to store or None, reason: why rejected, or what was dropped)
+Classify = Callable[[int, list[str], str | None], tuple[T | None, str | None]]
+# Store a batch (on the database thread, waited for) -> the duplicates it refused
+Ship = Callable[[list[T]], list[Rejection]]
+
+
+def run_batches(
+    records: Iterable[Record],
+    classify: Classify[T],
+    ship: Ship[T],
+    report: ErrorReport,
+    *,
+    batch_rows: int,
+    cancel: threading.Event | None = None,
+) -> Tally:
+    """Classify records, ship them in batches, report rejections in line order.
+
+    Not pipelined on purpose: with SQLite both sides are Python-bound, and
+    parsing batch k+1 during batch k's insert only makes them fight over the
+    GIL (the insert job then takes ~45 % longer, holding up the dialer's
+    group commits queued behind it, for no gain in total time).
+    """
+    tally = Tally()
+    batch: list[T] = []
+    rejected: list[Rejection] = []
+
+    def flush() -> None:
+        duplicates = ship(batch)
+        tally.duplicates += len(duplicates)
+        tally.imported += len(batch) - len(duplicates)
+        report.add_sorted(rejected + duplicates)
+        batch.clear()
+        rejected.clear()
+
+    for line, fields, damage in records:
+        tally.rows += 1
+        item, note = classify(line, fields, damage)
+        if item is None:
+            tally.invalid += 1
+            rejected.append((line, note or "invalid", fields))
+            continue
+        if note is not None:
+            tally.warnings += 1
+            rejected.append((line, note, fields))
+        batch.append(item)
+        if len(batch) >= batch_rows:
+            flush()
+            if cancel is not None and cancel.is_set():
+                return tally
+    flush()
+    return tally

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, or_, select, update
 
 from engine.errors import BadRequest
-from engine.store.csvio import CsvSource, ErrorReport, default_error_path
+from engine.store.csvio import CsvSource, ErrorReport, Rejection, default_error_path, run_batches
 from engine.store.phones import InvalidNumber, PhoneNormalizer
 from engine.store.queries import iso
 from engine.store.schema import dnc
@@ -26,6 +26,7 @@ from engine.store.writer import Submit
 
 BATCH_ROWS = 5_000
 _IN_CHUNK = 1_000
+Entry = tuple[int, str, datetime | None, list[str]]  # (line, E.164, expiry, fields)
 
 
 def _active(now: datetime) -> Any:
@@ -73,7 +74,7 @@ def listed(conn: Connection, numbers: Collection[str], now: datetime) -> set[str
 
 def insert_batch(
     conn: Connection,
-    batch: list[tuple[int, str, datetime | None, list[str]]],
+    batch: list[Entry],
     source: str,
     now: datetime,
 ) -> list[tuple[int, str, list[str]]]:
@@ -138,38 +139,25 @@ def import_csv(
         report = ErrorReport(
             error_path or default_error_path(csv_path), columns, always=error_path is not None
         )
-        rows = imported = duplicates = invalid = 0
-        batch: list[tuple[int, str, datetime | None, list[str]]] = []
-        rejected: list[tuple[int, str, list[str]]] = []
+        records = src.records()
+        if headerless:
+            records = _chain_header(src.header, records)
 
-        def ship() -> None:
-            nonlocal imported, duplicates, batch, rejected
-            dups = submit(partial(insert_batch, batch=batch, source=source, now=now)).result()
-            duplicates += len(dups)
-            imported += len(batch) - len(dups)
-            report.add_sorted(rejected + dups)
-            batch, rejected = [], []
+        def classify(
+            line: int, fields: list[str], damage: str | None
+        ) -> tuple[Entry | None, str | None]:
+            return _dnc_entry(line, fields, damage, index, expiry, normalizer)
+
+        def ship(batch: list[Entry]) -> list[Rejection]:
+            job = partial(insert_batch, batch=batch, source=source, now=now)
+            duplicates: list[Rejection] = submit(job).result()
+            return duplicates
 
         try:
-            records = src.records()
-            if headerless:
-                records = _chain_header(src.header, records)
-            for line, fields, damage in records:
-                rows += 1
-                entry, reason = _dnc_entry(line, fields, damage, index, expiry, normalizer)
-                if entry is None:
-                    invalid += 1
-                    rejected.append((line, reason or "invalid", fields))
-                    continue
-                batch.append(entry)
-                if len(batch) >= BATCH_ROWS:
-                    ship()
-            ship()
+            tally = run_batches(records, classify, ship, report, batch_rows=BATCH_ROWS)
         finally:
             report.close()
-    return ImportSummary(
-        rows, imported, duplicates, invalid, report.written, round(time.perf_counter() - started, 3)
-    )
+    return tally.summary(report.written, started)
 
 
 def _number_column(
@@ -204,7 +192,7 @@ def _dnc_entry(
     index: int,
     expiry: int | None,
     normalizer: PhoneNormalizer,
-) -> tuple[tuple[int, str, datetime | None, list[str]] | None, str | None]:
+) -> tuple[Entry | None, str | None]:
     if damage is not None:
         return None, damage
     raw = fields[index] if index < len(fields) else ""

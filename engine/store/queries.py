@@ -23,9 +23,7 @@ from sqlalchemy import (
 
 from engine.errors import BadRequest, Conflict, NotFound
 from engine.store.contactdb import (
-    ParsedContact,
     existing_numbers,
-    insert_contacts,
     prepare_list,
 )
 from engine.store.schema import (
@@ -117,60 +115,23 @@ def add_contact(
     external_id: str | None,
     now: datetime,
 ) -> int:
-    """One contact (numbers already E.164). `top`: ahead of every contact of
-    the list: first position, and at least the list's highest priority (the
-    dialer orders by priority first)."""
+    """One contact (numbers already E.164), after the list's last one, or with
+    `top` ahead of every contact of the list: first position, and at least the
+    list's highest priority (the dialer orders by priority first)."""
     lid = prepare_list(conn, check_name("list", list_name), [], list(attributes), now)
     taken = existing_numbers(conn, lid, phones)
     if taken:
         raise Conflict(f"{', '.join(sorted(taken))} already in list {list_name!r}")
-    fields = json.loads(
-        conn.execute(select(contact_lists.c.fields).where(contact_lists.c.id == lid)).scalar()
-        or "{}"
-    )
-    known = list(fields.get("phones", []))
-    names = [known[i] if i < len(known) else _phone_name(i) for i in range(len(phones))]
+    names = _phone_names(conn, lid, len(phones))
     prepare_list(conn, list_name, names, [], now)
-    contact = ParsedContact(
-        0, external_id, tuple(zip(names, phones, strict=True)), json.dumps(dict(attributes)), []
-    )
-    if top:
-        low, high = conn.execute(
-            select(func.min(contacts.c.position), func.max(contacts.c.priority)).where(
-                contacts.c.list_id == lid
-            )
-        ).one()
-        if low is not None:
-            return _insert_top(conn, lid, contact, int(low) - 1, max(priority, high or 0), now)
-    insert_contacts(conn, lid, [contact], now)
-    contact_id = int(
-        conn.execute(
-            select(contacts.c.id)
-            .where(contacts.c.list_id == lid)
-            .order_by(contacts.c.position.desc())
-            .limit(1)
-        ).scalar_one()
-    )
-    if priority:
-        conn.execute(update(contacts).where(contacts.c.id == contact_id).values(priority=priority))
-    _enrol(conn, lid, contact_id, now)
-    return contact_id
-
-
-def _phone_name(rank: int) -> str:
-    return "phone" if rank == 0 else f"phone_{rank + 1}"
-
-
-def _insert_top(
-    conn: Connection, lid: int, contact: ParsedContact, position: int, priority: int, now: datetime
-) -> int:
+    position, priority = _slot(conn, lid, top, priority)
     result = conn.execute(
         insert(contacts).values(
             list_id=lid,
-            external_id=contact.external_id,
+            external_id=external_id,
             position=position,
             priority=priority,
-            attributes=contact.attributes,
+            attributes=json.dumps(dict(attributes)),
             created_at=now,
         )
     )
@@ -178,12 +139,35 @@ def _insert_top(
     conn.execute(
         insert(contact_phones),
         [
-            {"contact_id": contact_id, "list_id": lid, "number": n, "column_name": col, "rank": r}
-            for r, (col, n) in enumerate(contact.phones)
+            {"contact_id": contact_id, "list_id": lid, "number": n, "column_name": c, "rank": r}
+            for r, (c, n) in enumerate(zip(names, phones, strict=True))
         ],
     )
     _enrol(conn, lid, contact_id, now)
     return contact_id
+
+
+def _slot(conn: Connection, lid: int, top: bool, priority: int) -> tuple[int, int]:
+    """Position and priority of a new contact: last, or (top) first."""
+    low, high, top_priority = conn.execute(
+        select(
+            func.min(contacts.c.position),
+            func.max(contacts.c.position),
+            func.max(contacts.c.priority),
+        ).where(contacts.c.list_id == lid)
+    ).one()
+    if top and low is not None:
+        return int(low) - 1, max(priority, top_priority)
+    return int(high or 0) + 1, priority
+
+
+def _phone_names(conn: Connection, lid: int, count: int) -> list[str]:
+    """Column names for a contact's phones: the list's phone columns in order
+    (so the export puts them there), then phone, phone_2..."""
+    text = conn.execute(select(contact_lists.c.fields).where(contact_lists.c.id == lid)).scalar()
+    known = list(json.loads(text or "{}").get("phones", []))
+    fallback = ["phone" if r == 0 else f"phone_{r + 1}" for r in range(count)]
+    return [known[r] if r < len(known) else fallback[r] for r in range(count)]
 
 
 def _enrol(conn: Connection, lid: int, contact_id: int, now: datetime) -> None:
@@ -391,17 +375,7 @@ def due_contacts(
     if limit <= 0:
         return []
     cid, _ = ids.get(conn, name)
-    due = (
-        select(cc.contact_id)
-        .where(cc.campaign_id == cid, cc.dial_queue == WAITING, cc.next_attempt_at <= now)
-        .limit(PROMOTE_CHUNK)
-    )
-    moved = conn.execute(
-        update(campaign_contacts)
-        .where(cc.campaign_id == cid, cc.contact_id.in_(due.scalar_subquery()))
-        .values(dial_queue=READY)
-    ).rowcount
-    if moved >= PROMOTE_CHUNK:
+    if _promote_due(conn, cid, now) >= PROMOTE_CHUNK:
         return None
     query = (
         select(cc.contact_id, cc.attempts, cc.priority)
@@ -417,6 +391,22 @@ def due_contacts(
         query = query.where(cc.contact_id.not_in(list(exclude)))
     rows = conn.execute(query).all()
     return _candidates(conn, rows) if rows else []
+
+
+def _promote_due(conn: Connection, cid: int, now: datetime) -> int:
+    """Move (up to PROMOTE_CHUNK) retries whose time has come to READY."""
+    due = (
+        select(cc.contact_id)
+        .where(cc.campaign_id == cid, cc.dial_queue == WAITING, cc.next_attempt_at <= now)
+        .limit(PROMOTE_CHUNK)
+    )
+    return int(
+        conn.execute(
+            update(campaign_contacts)
+            .where(cc.campaign_id == cid, cc.contact_id.in_(due.scalar_subquery()))
+            .values(dial_queue=READY)
+        ).rowcount
+    )
 
 
 def _candidates(conn: Connection, rows: Sequence[Any]) -> list[DialCandidate]:

@@ -51,13 +51,16 @@ def _millis(conn: Connection, start: Any, end: Any) -> ColumnElement[Any]:
 
 def summary(conn: Connection, ids: CampaignIds, name: str) -> dict[str, Any]:
     """progress + "answered", "connect_rate" (answered / attempts, attempts
-    with an answer time), "avg_ring_ms" (INVITE sent -> ringing) and
-    "avg_talk_ms" (answered -> ended), as ints (None without data)."""
+    with an answer time), "avg_ring_ms" (first ring -> answer, or -> the end
+    when unanswered: how long phones rang), "avg_pdd_ms" (post-dial delay:
+    INVITE sent -> first ring) and "avg_talk_ms" (answered -> ended), as ints
+    (None without data)."""
     out = progress(conn, ids, name)
     cid, _ = ids.get(conn, name)
-    answered, ring, talk = conn.execute(
+    answered, ring, pdd, talk = conn.execute(
         select(
             func.count(a.answered_at),
+            func.avg(_millis(conn, a.ringing_at, func.coalesce(a.answered_at, a.ended_at))),
             func.avg(_millis(conn, a.invite_sent_at, a.ringing_at)),
             func.avg(_millis(conn, a.answered_at, a.ended_at)),
         ).where(a.campaign_id == cid)
@@ -66,6 +69,7 @@ def summary(conn: Connection, ids: CampaignIds, name: str) -> dict[str, Any]:
     out["answered"] = int(answered)
     out["connect_rate"] = round(answered / total, 4) if total else 0.0
     out["avg_ring_ms"] = None if ring is None else round(ring)
+    out["avg_pdd_ms"] = None if pdd is None else round(pdd)
     out["avg_talk_ms"] = None if talk is None else round(talk)
     return out
 

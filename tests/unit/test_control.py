@@ -1099,7 +1099,8 @@ async def test_real_store_reports(real: SimpleNamespace) -> None:
     assert summary["campaign"] == "spring" and summary["attempts"] == 3
     assert summary["by_result"] == {"answered": 1, "busy": 1, "no_answer": 1}
     assert summary["connect_rate"] == pytest.approx(1 / 3, abs=1e-3)
-    assert summary["avg_ring_ms"] == 3000  # (2 s + 4 s) / 2
+    assert summary["avg_ring_ms"] == 14500  # rang 2->5 s and 4->30 s: (3 + 26) / 2
+    assert summary["avg_pdd_ms"] == 3000  # INVITE to first ring: (2 s + 4 s) / 2
     assert summary["avg_talk_ms"] == 10000  # 15 s - 5 s, one answered call
     rows = await call(real.path, "report.attempts", campaign="spring")
     assert sorted(r["result"] for r in rows) == ["answered", "busy", "no_answer"]

@@ -469,10 +469,12 @@ async def test_progress_and_summary_of_a_known_scenario(store: Store) -> None:
         "by_result": {"answered": 2, "busy": 1, "no_answer": 1},
     }
     summary = await store.summary("c1")
-    assert {k: summary[k] for k in ("answered", "connect_rate", "avg_ring_ms", "avg_talk_ms")} == {
+    keys = ("answered", "connect_rate", "avg_ring_ms", "avg_pdd_ms", "avg_talk_ms")
+    assert {k: summary[k] for k in keys} == {
         "answered": 2,
         "connect_rate": 0.4,  # 2 answered of 5 attempts
-        "avg_ring_ms": 2500,  # (2 + 4 + 1 + 3) / 4 s
+        "avg_ring_ms": 8250,  # rang until answer or end: (3 + 2 + 1 + 27) / 4 s
+        "avg_pdd_ms": 2500,  # INVITE to first ring: (2 + 4 + 1 + 3) / 4 s
         "avg_talk_ms": 20000,  # (30 + 10) / 2 s
     }
     assert summary["total"] == 5
