@@ -85,14 +85,18 @@ class CampaignManager:
 
     async def _install(self, cfg: CampaignConfig) -> CampaignRunner:
         prompt = _load_prompt(cfg)
+        machine_prompt = (
+            _load_prompt(cfg, cfg.amd.machine_prompt) if cfg.amd.machine_prompt else None
+        )
         store = self.app.store
         await store.ensure_list(cfg.contact_list)
         await store.upsert_campaign(cfg.name, cfg.contact_list, campaign_definition(cfg))
         existing = self.runners.get(cfg.name)
         if existing is not None:
             existing.cfg, existing.prompt = cfg, prompt  # takes effect for new calls
+            existing.machine_prompt = machine_prompt if machine_prompt is not None else prompt
             return existing
-        runner = CampaignRunner(self.app, self.tel, cfg, prompt)
+        runner = CampaignRunner(self.app, self.tel, cfg, prompt, machine_prompt)
         runner.state = (await store.campaign(cfg.name))["state"]
         if runner.state == RUNNING:
             runner.state = STOPPED  # resume_running() restarts it after reconcile
@@ -171,8 +175,9 @@ def _campaign_attempts(contact: dict[str, Any], campaign: str) -> int:
     return int(contact.get("attempts", 0))
 
 
-def _load_prompt(cfg: CampaignConfig) -> NDArray[np.int16]:
+def _load_prompt(cfg: CampaignConfig, path: Path | None = None) -> NDArray[np.int16]:
+    path = path or cfg.prompt
     try:
-        return load_media_audio(Path(cfg.prompt).read_bytes())
+        return load_media_audio(Path(path).read_bytes())
     except (OSError, WavError) as exc:
-        raise ConfigError(str(cfg.file), None, "prompt", f"cannot use {cfg.prompt}: {exc}") from exc
+        raise ConfigError(str(cfg.file), None, "prompt", f"cannot use {path}: {exc}") from exc

@@ -35,6 +35,25 @@ MODES = ("agentless",)
 LATER_MODES = ("preview", "progressive", "power", "predictive")
 
 
+ON_MACHINE = ("hangup", "message_after_beep")
+LATER_ON_MACHINE = ("ivr", "agent")
+ON_HUMAN = ("prompt", "hangup")
+AMD_MODES = ("default", "asterisk")
+
+
+@dataclass(frozen=True, slots=True)
+class AmdConfig:
+    """Call analysis of an answered call (the campaign's `amd:` section)."""
+
+    enabled: bool = False
+    mode: str = "default"
+    parameters: tuple[tuple[str, float], ...] = ()
+    on_machine: str = "hangup"
+    on_human: str = "prompt"
+    machine_prompt: Path | None = None  # the voicemail message; default: the prompt
+    max_beep_wait: float = 20.0  # seconds after a machine verdict to wait for the beep
+
+
 @dataclass(frozen=True, slots=True)
 class CampaignConfig:
     """One campaign file, validated against the daemon's config."""
@@ -54,12 +73,17 @@ class CampaignConfig:
     prompt: Path
     priority: int = 0
     calls_per_second: float | None = None
+    amd: AmdConfig = AmdConfig()
 
 
 _CAMPAIGN_FIELDS = {
     "name", "channel", "mode", "contact_list", "trunk", "caller_id", "lines",
     "max_attempts", "ring_timeout", "max_duration", "retry", "prompt", "priority",
-    "calls_per_second",
+    "calls_per_second", "amd",
+}  # fmt: skip
+_AMD_FIELDS = {
+    "enabled", "mode", "parameters", "on_machine", "on_human", "machine_prompt",
+    "max_beep_wait",
 }  # fmt: skip
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NUMBER_ID_RE = re.compile(r"\+?[0-9]{2,20}")
@@ -131,21 +155,50 @@ def _retry(m: _Node) -> dict[CallResult, float]:
     return rules
 
 
-def _prompt(m: _Node, config: DaemonConfig) -> Path:
-    text = m.required_text("prompt")
+def _amd(m: _Node, config: DaemonConfig) -> AmdConfig:
+    node = m.mapping("amd")
+    if node is None:
+        return AmdConfig()
+    node.check_keys(_AMD_FIELDS)
+    enabled = node.scalar("enabled", bool, True)
+    mode = node.choice("mode", AMD_MODES, "default")
+    params: list[tuple[str, float]] = []
+    table = node.mapping("parameters")
+    if table is not None:
+        for key in table.items:
+            params.append((key, float(table.number(key, float, 0.0))))
+        from dsp.amd import make_amd  # validates names and values against the detector
+
+        try:
+            make_amd(mode, dict(params))
+        except (ValueError, TypeError) as exc:
+            raise node.error("parameters", str(exc)) from None
+    on_machine = "hangup"
+    if node.present("on_machine"):
+        on_machine = _one_of(node, "on_machine", ON_MACHINE, LATER_ON_MACHINE)
+    on_human = node.choice("on_human", ON_HUMAN, "prompt")
+    machine_prompt = None
+    if node.present("machine_prompt"):
+        machine_prompt = _prompt(node, config, "machine_prompt")
+    wait = node.duration("max_beep_wait", 20.0, low=1.0) or 20.0
+    return AmdConfig(enabled, mode, tuple(params), on_machine, on_human, machine_prompt, wait)
+
+
+def _prompt(m: _Node, config: DaemonConfig, key: str = "prompt") -> Path:
+    text = m.required_text(key)
     path = config.prompts_dir / Path(text).expanduser()
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise m.error("prompt", f"no such file: {path} (expected a WAV file)") from None
+        raise m.error(key, f"no such file: {path} (expected a WAV file)") from None
     except OSError as exc:
-        raise m.error("prompt", f"cannot read {path}: {exc.strerror or exc}") from None
+        raise m.error(key, f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         _, info = decode_wav(data)
     except WavError as exc:
-        raise m.error("prompt", f"{path} is not a usable WAV file: {exc}") from None
+        raise m.error(key, f"{path} is not a usable WAV file: {exc}") from None
     if info.frames == 0:
-        raise m.error("prompt", f"{path} holds no audio")
+        raise m.error(key, f"{path} holds no audio")
     return path
 
 
@@ -185,6 +238,7 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
         contact_list=contact_list, trunk=trunk, caller_id=caller_id, lines=lines,
         max_attempts=max_attempts, ring_timeout=ring_timeout, max_duration=max_duration,
         retry=retry, prompt=_prompt(m, config), priority=priority, calls_per_second=cps,
+        amd=_amd(m, config),
     )  # fmt: skip
 
 
@@ -251,4 +305,13 @@ def campaign_definition(c: CampaignConfig) -> dict[str, Any]:
         "prompt": str(c.prompt),
         "priority": c.priority,
         "calls_per_second": c.calls_per_second,
+        "amd": {
+            "enabled": c.amd.enabled,
+            "mode": c.amd.mode,
+            "parameters": dict(c.amd.parameters),
+            "on_machine": c.amd.on_machine,
+            "on_human": c.amd.on_human,
+            "machine_prompt": str(c.amd.machine_prompt) if c.amd.machine_prompt else None,
+            "max_beep_wait": c.amd.max_beep_wait,
+        },
     }

@@ -173,12 +173,37 @@ def _run_daemon(args: argparse.Namespace) -> int:
     return _run_async(run_daemon(config))
 
 
+def _analysis_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "amd",
+        help="answering-machine detection on recordings",
+        description=(
+            "Analyse each WAV as the audio of an answered call and print one JSON object per "
+            "file: file, result (human, machine, notsure, fax, sit, silence), cause, "
+            "decided_ms, beep_end_ms, sit."
+        ),
+    )
+    p.add_argument("--mode", choices=["default", "asterisk"], default="default")
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+        help="override a detector parameter (repeatable)",
+    )  # fmt: skip
+    p.add_argument("files", nargs="+", type=Path)
+    t = sub.add_parser(
+        "tones",
+        help="list DTMF, SIT, fax and call-progress tones in recordings",
+        description="Print, for each WAV, its tones with their times as JSON.",
+    )
+    t.add_argument("files", nargs="+", type=Path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="outdial", description="outdial outbound engine")
     sub = parser.add_subparsers(dest="command", required=True)
     _call_parser(sub)
     _run_parser(sub)
     add_ctl_parser(sub)
+    _analysis_parsers(sub)
     return parser
 
 
@@ -192,6 +217,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_daemon(args)
         if args.command == "ctl":
             return run_ctl(args)
+        if args.command == "amd":
+            from engine.amd_cli import amd_main
+
+            return amd_main(args.files, args.mode, args.sets)
+        if args.command == "tones":
+            from engine.analysis_cli import tones_main
+
+            return tones_main(args.files)
     except (UsageError, ConfigError) as exc:
         print(f"outdial: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -22,7 +22,7 @@ from carriers.rtp.errors import RtpError
 from carriers.sip.events import CallAnswered, CallEarlyMedia, CallEnded, CallProgress
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
-from engine.flows import answered_flow
+from engine.flows import Analysis, EarlyMediaWatch, answered_flow
 from engine.store import AttemptIntent, DialCandidate
 from engine.telephony import MediaLeg, Telephony, TokenBucket, pace
 
@@ -68,16 +68,25 @@ class LiveCall:
     leg: MediaLeg
     handle: CallHandle | None = None
     times: dict[str, datetime] = field(default_factory=dict)
+    analysis: Analysis = field(default_factory=Analysis)
 
 
 class CampaignRunner:
     """Runs one campaign: the loop, its calls in flight, pause and stop."""
 
-    def __init__(self, app: App, tel: Telephony, cfg: CampaignConfig, prompt: NDArray[np.int16]):
+    def __init__(
+        self,
+        app: App,
+        tel: Telephony,
+        cfg: CampaignConfig,
+        prompt: NDArray[np.int16],
+        machine_prompt: NDArray[np.int16] | None = None,
+    ):
         self.app = app
         self.tel = tel
         self.cfg = cfg
         self.prompt = prompt
+        self.machine_prompt = machine_prompt if machine_prompt is not None else prompt
         self.state = STOPPED
         self.calls: dict[int, LiveCall] = {}
         self._reserved: set[int] = set()
@@ -223,6 +232,9 @@ class CampaignRunner:
                 self.app.store.update_attempt(live.attempt_id, ringing_at=live.times["ringing"])
             case CallEarlyMedia(media=media):
                 live.leg.apply(media)
+                live.leg.flow = EarlyMediaWatch(
+                    lambda result, why: self._early_verdict(live, result, why)
+                ).on_frame
             case CallAnswered(media=media):
                 if media is not None:
                     live.leg.apply(media)
@@ -235,11 +247,21 @@ class CampaignRunner:
                     if handle is not None:
                         loop.call_soon(self.tel.sip.hangup, handle.call_id, "prompt played")
 
-                live.leg.flow = answered_flow(self.prompt, hang_up).on_frame
+                flow = answered_flow(
+                    self.cfg.amd, self.prompt, self.machine_prompt, hang_up, live.analysis
+                )
+                live.leg.flow = flow.on_frame
                 self.app.bus.publish("call.answered", campaign=self.name,
                                      attempt=live.attempt_id, number=live.number)  # fmt: skip
             case _:
                 pass
+
+    def _early_verdict(self, live: LiveCall, result: CallResult, why: str) -> None:
+        """A tone in early media settled the call before any answer: record
+        the result it means and cancel (a 200 crossing this CANCEL is BYEd)."""
+        live.analysis.result, live.analysis.amd_cause = result, why
+        if live.handle is not None:
+            asyncio.get_running_loop().call_soon(self.tel.sip.cancel, live.handle.call_id)
 
     async def _follow(self, live: LiveCall, handle: CallHandle) -> None:
         ended = await handle.ended
@@ -254,23 +276,26 @@ class CampaignRunner:
     def _record(self, live: LiveCall, ended: CallEnded) -> None:
         now = utcnow()
         outcome = ended.outcome
+        result = live.analysis.result or outcome.result  # what the audio said, if anything
         answered = live.times.get("answered")
         fields: dict[str, Any] = {
-            "ended_at": now, "result": outcome.result.value, "sip_status": outcome.sip_status,
+            **live.analysis.fields(),
+            "ended_at": now, "result": result.value, "sip_status": outcome.sip_status,
             "reason": outcome.reason, "q850_cause": outcome.q850_cause,
             "ended_by": ended.ended_by,
             "duration_ms": int((now - answered).total_seconds() * 1000) if answered else None,
         }  # fmt: skip
         self.app.store.update_attempt(live.attempt_id, **fields)
         attempts = live.attempts_before + 1
-        state, when = next_step(self.cfg, outcome.result, attempts, now)
+        state, when = next_step(self.cfg, result, attempts, now)
         self.app.store.set_contact_state(
             self.name, live.contact_id, state=state, next_attempt_at=when,
-            last_result=outcome.result.value, attempts_delta=1,
+            last_result=result.value, attempts_delta=1,
         )  # fmt: skip
         self.app.bus.publish(
             "call.ended", campaign=self.name, attempt=live.attempt_id, number=live.number,
-            result=outcome.result.value, sip_status=outcome.sip_status, next=state,
+            result=result.value, sip_status=outcome.sip_status, next=state,
+            amd=live.analysis.amd_result,
         )  # fmt: skip
 
     # -------------------------------------------------------------- reporting

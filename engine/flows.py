@@ -9,11 +9,20 @@ its prompt in full and hangs up.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from carriers.sip.outcome import CallResult
+from dsp.amd import AmdDecision, AmdResult, make_amd
+from dsp.tones import ToneAnalyzer, ToneEvent
+
+if TYPE_CHECKING:
+    from engine.campaign_config import AmdConfig
 
 FRAME = 160
 Pcm = NDArray[np.int16]
@@ -50,6 +59,160 @@ class PlayPrompt:
         return None
 
 
-def answered_flow(prompt: Pcm, hang_up: Callable[[], None]) -> CallFlow:
-    """The flow for an answered agentless call (AMD and IVR will branch here)."""
-    return PlayPrompt(prompt, hang_up)
+def answered_flow(
+    amd: AmdConfig,
+    prompt: Pcm,
+    machine_prompt: Pcm,
+    hang_up: Callable[[], None],
+    analysis: Analysis,
+) -> CallFlow:
+    """The flow for an answered agentless call: the prompt, or call analysis
+    first when the campaign turns it on (IVR will branch here too)."""
+    if not amd.enabled:
+        return PlayPrompt(prompt, hang_up)
+    return AnalysisFlow(amd, prompt, machine_prompt, hang_up, analysis)
+
+
+@dataclass(slots=True)
+class Analysis:
+    """What call analysis found on one call (times in ms after the answer)."""
+
+    amd_result: str | None = None
+    amd_cause: str | None = None
+    amd_ms: int | None = None
+    beep_end_ms: int | None = None
+    message_started_ms: int | None = None
+    result: CallResult | None = None  # overrides the SIP outcome (machine, fax, SIT)
+
+    def fields(self) -> dict[str, object]:
+        return {
+            "amd_result": self.amd_result, "amd_cause": self.amd_cause, "amd_ms": self.amd_ms,
+            "beep_end_ms": self.beep_end_ms, "message_started_ms": self.message_started_ms,
+        }  # fmt: skip
+
+
+class _Stage(enum.Enum):
+    LISTENING = "listening"
+    WAITING_BEEP = "waiting_beep"
+    PLAYING = "playing"
+    DONE = "done"
+
+
+class AnalysisFlow:
+    """Answering-machine, fax and SIT detection on an answered call, then the
+    campaign's action: a person hears the prompt; a machine is hung up on or
+    gets the voicemail message right after its beep; a fax or an intercept
+    (SIT) ends the call with that result. We send silence while listening."""
+
+    def __init__(
+        self,
+        amd: AmdConfig,
+        prompt: Pcm,
+        machine_prompt: Pcm,
+        hang_up: Callable[[], None],
+        analysis: Analysis,
+    ) -> None:
+        self.cfg = amd
+        self.prompt, self.machine_prompt = prompt, machine_prompt
+        self.hang_up = hang_up
+        self.analysis = analysis
+        self.detector = make_amd(amd.mode, dict(amd.parameters))
+        self.tones = ToneAnalyzer(dtmf=False, beep=True, sit=True, fax=True, progress=False)
+        self.stage = _Stage.LISTENING
+        self.player: PlayPrompt | None = None
+        self.t = 0.0
+        self.beep_wait_until = 0.0
+
+    def on_frame(self, received: Pcm) -> Pcm | None:
+        t = self.t
+        self.t += FRAME / 8000
+        if self.stage in (_Stage.LISTENING, _Stage.WAITING_BEEP):
+            for event in self.tones.feed(received, t):
+                self._on_tone(event, t)
+        if self.stage is _Stage.LISTENING:
+            decision = self.detector.feed(received, t)
+            if decision is not None:
+                self._on_decision(decision, t)
+        elif self.stage is _Stage.WAITING_BEEP and t >= self.beep_wait_until:
+            self._play(self.machine_prompt, t)  # no beep came: leave the message anyway
+        if self.stage is _Stage.PLAYING and self.player is not None:
+            return self.player.on_frame(received)
+        return None
+
+    def _on_tone(self, event: ToneEvent, t: float) -> None:
+        a = self.analysis
+        if event.kind in ("fax_cng", "fax_ced"):
+            a.result, a.amd_result, a.amd_cause = CallResult.FAX, "fax", event.kind
+            self._finish(t)
+        elif event.kind == "sit":
+            a.result, a.amd_result, a.amd_cause = CallResult.INVALID_NUMBER, "sit", event.value
+            self._finish(t)
+        elif event.kind == "beep" and event.end is not None:
+            a.beep_end_ms = round(event.end * 1000)
+            if self.stage is _Stage.WAITING_BEEP:
+                self._play(self.machine_prompt, t)
+
+    def _on_decision(self, decision: AmdDecision, t: float) -> None:
+        a = self.analysis
+        a.amd_result, a.amd_cause = decision.result.value, decision.cause
+        a.amd_ms = round(decision.decided_at * 1000)
+        if decision.result is not AmdResult.MACHINE:  # a person, or not sure: treat as a person
+            if self.cfg.on_human == "prompt":
+                self._play(self.prompt, t)
+            else:
+                self._finish(t)
+            return
+        a.result = CallResult.MACHINE
+        if self.cfg.on_machine == "message_after_beep":
+            if a.beep_end_ms is not None:  # the beep already went by
+                self._play(self.machine_prompt, t)
+            else:
+                self.stage = _Stage.WAITING_BEEP
+                self.beep_wait_until = t + self.cfg.max_beep_wait
+        else:
+            self._finish(t)
+
+    def _play(self, audio: Pcm, t: float) -> None:
+        # Our reply to the frame heard at [t, t + 20 ms) leaves at t + 20 ms.
+        self.analysis.message_started_ms = round(self.t * 1000)
+        self.stage = _Stage.PLAYING
+        self.player = PlayPrompt(audio, self.hang_up)
+
+    def _finish(self, t: float) -> None:
+        self.stage = _Stage.DONE
+        self.hang_up()
+
+
+class EarlyMediaWatch:
+    """Tones in early media (before the answer): a special information tone
+    means the number is not in service; busy and reorder tones mean what they
+    say. `on_verdict` gets the result, and the call is cancelled."""
+
+    def __init__(self, on_verdict: Callable[[CallResult, str], None]) -> None:
+        self.tones = ToneAnalyzer(dtmf=False, beep=False, sit=True, fax=False, progress=True)
+        self.on_verdict: Callable[[CallResult, str], None] | None = on_verdict
+        self.t = 0.0
+
+    def on_frame(self, received: Pcm) -> Pcm | None:
+        t = self.t
+        self.t += FRAME / 8000
+        if self.on_verdict is None:
+            return None
+        for event in self.tones.feed(received, t):
+            verdict = _EARLY_VERDICTS.get(event.kind)
+            if verdict is not None:
+                report, self.on_verdict = self.on_verdict, None
+                report(
+                    verdict,
+                    f"{event.kind} tone in early media"
+                    + (f" ({event.value})" if event.value else ""),
+                )
+                break
+        return None
+
+
+_EARLY_VERDICTS = {
+    "sit": CallResult.INVALID_NUMBER,
+    "busy": CallResult.BUSY,
+    "reorder": CallResult.UNAVAILABLE,
+}

@@ -28,6 +28,10 @@ class CallResult(enum.Enum):
     # The engine's own: the daemon stopped (crash, kill -9) while the call was
     # in flight; set when the attempt is reconciled on the next start.
     INTERRUPTED = "interrupted"
+    # Set by call analysis on an answered call: an answering machine, or a
+    # fax. (A special information tone sets INVALID_NUMBER.)
+    MACHINE = "machine"
+    FAX = "fax"
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,6 +163,13 @@ attempts = Table(
     Column("q850_cause", Integer),
     Column("ended_by", String(32)),
     Column("duration_ms", Integer),
+    # Call analysis (migration 0002): what answered, when it was decided, the
+    # voicemail beep, and when our message started (ms after the answer).
+    Column("amd_result", String(16)),
+    Column("amd_cause", String(64)),
+    Column("amd_ms", Integer),
+    Column("beep_end_ms", Integer),
+    Column("message_started_ms", Integer),
     Index("ix_attempts_campaign", "campaign_id"),
     Index("ix_attempts_contact", "contact_id"),
 )

@@ -28,6 +28,11 @@ ATTEMPT_UPDATE_FIELDS = ATTEMPT_TIME_FIELDS | {
     "call_id",
     "ended_by",
     "duration_ms",
+    "amd_result",
+    "amd_cause",
+    "amd_ms",
+    "beep_end_ms",
+    "message_started_ms",
 }
 
 INTERRUPTED = "interrupted"

@@ -1,0 +1,1 @@
+"""Answering-machine detection corpus and accuracy benchmark (issue 4)."""
