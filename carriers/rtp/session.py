@@ -184,14 +184,8 @@ class RtpSession:
         symmetric: bool = True,
         jitter_buffer: JitterBuffer | None = None,
     ) -> None:
-        codec_info = CODECS.get(codec.upper())
-        if codec_info is None:
-            raise RtpError(f"unsupported codec {codec!r}; expected one of {sorted(CODECS)}")
-        self._codec = codec_info
-        self.codec = codec_info.name
+        self.configure(payload_type=payload_type, codec=codec, dtmf_payload_type=dtmf_payload_type)
         self.local_port = local_port
-        self.payload_type = payload_type
-        self.dtmf_payload_type = dtmf_payload_type
         self.symmetric = symmetric
         self._remote = remote
         # RFC 3550 5.1: SSRC, initial sequence number and timestamp are random.
@@ -200,7 +194,6 @@ class RtpSession:
         self._ts = rng.getrandbits(32)
         self._event_ts = self._ts
         self._first_sent = True
-        self._silence_payload = bytes((codec_info.silence,)) * FRAME_SAMPLES
         self._jitter = jitter_buffer if jitter_buffer is not None else JitterBuffer()
         self._dtmf_rx = DtmfReceiver(clock_rate=CLOCK_RATE)
         self._dtmf_tx = DtmfSender(samples_per_tick=FRAME_SAMPLES, clock_rate=CLOCK_RATE)

@@ -14,7 +14,13 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from carriers.sip.auth import AuthError, DigestSession, choose_challenge, parse_challenge
+from carriers.sip.auth import (
+    AuthError,
+    Challenge,
+    DigestSession,
+    choose_challenge,
+    parse_challenge,
+)
 from carriers.sip.dialog import Dialog, DialogError, DialogId
 from carriers.sip.errors import SipParseError
 from carriers.sip.events import (
@@ -38,6 +44,7 @@ from carriers.sip.transaction import (
     ServerInviteTransaction,
     ServerNonInviteTransaction,
     Target,
+    mirror_request,
 )
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY"
@@ -389,14 +396,7 @@ class OutboundCall:
         auth = self.spec.auth
         if auth is None or self._auth_attempts >= 3:
             return False
-        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        challenges = []
-        for value in response.headers.get_all(name):
-            try:
-                challenges.append(parse_challenge(value, proxy=response.status == 407))
-            except AuthError:
-                continue
-        challenge = choose_challenge(challenges)
+        challenge = _challenge(response)
         if challenge is None or not auth.should_retry(challenge, self._auth_attempts > 0):
             return False
         self._auth_attempts += 1
@@ -430,18 +430,8 @@ class OutboundCall:
         """CANCEL mirrors the INVITE (9.1): same Via, Request-URI, Call-ID,
         From, To, Route and CSeq number."""
         assert self._invite is not None
-        invite = self._invite
-        headers = Headers()
-        headers.add("Via", invite.headers.get_all("Via")[0])
-        for route in invite.headers.get_all("Route"):
-            headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
-        headers.add("From", invite.headers.get("From") or "")
-        headers.add("To", invite.headers.get("To") or "")
-        headers.add("Call-ID", self.call_id)
-        headers.add("CSeq", f"{invite.cseq.number} CANCEL")
-        headers.add("User-Agent", self.host.user_agent)
-        cancel = Request("CANCEL", invite.uri, headers)
+        cancel = mirror_request(self._invite, "CANCEL", self._invite.headers.get("To") or "")
+        cancel.headers.add("User-Agent", self.host.user_agent)
         self._ours.others.add(self.host.start_request(self, cancel, self.spec.target, now))
 
     def _send_bye(self, now: float, reason: str | None) -> None:
@@ -458,14 +448,7 @@ class OutboundCall:
         auth = self.spec.auth
         if auth is None or tx in self._ours.challenged or self.dialog is None:
             return
-        name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        challenges = []
-        for value in response.headers.get_all(name):
-            try:
-                challenges.append(parse_challenge(value, proxy=response.status == 407))
-            except AuthError:
-                continue
-        challenge = choose_challenge(challenges)
+        challenge = _challenge(response)
         if challenge is None:
             return
         bye = self.dialog.request("BYE", self.host.make_via(self._transport()))
@@ -735,3 +718,16 @@ class OutboundCall:
             return message.content_type == SDP
         except SipParseError:
             return False  # a malformed Content-Type: treat the body as unusable
+
+
+def _challenge(response: Response) -> Challenge | None:
+    """The strongest usable digest challenge of a 401 or 407 (RFC 8760 3)."""
+    proxy = response.status == 407
+    name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+    challenges = []
+    for value in response.headers.get_all(name):
+        try:
+            challenges.append(parse_challenge(value, proxy=proxy))
+        except AuthError:
+            continue  # an unsupported scheme or a malformed one: try the others
+    return choose_challenge(challenges)

@@ -185,17 +185,7 @@ class ClientInviteTransaction(ClientTransaction):
 
     def build_ack(self, response: Response) -> Request:
         """The ACK for a non-2xx final response (RFC 3261 17.1.1.3)."""
-        original = self.request
-        headers = Headers()
-        headers.add("Via", original.headers.get_all("Via")[0])
-        for route in original.headers.get_all("Route"):
-            headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
-        headers.add("From", original.headers.get("From") or "")
-        headers.add("To", response.headers.get("To") or "")
-        headers.add("Call-ID", original.call_id)
-        headers.add("CSeq", f"{original.cseq.number} ACK")
-        return Request("ACK", original.uri, headers)
+        return mirror_request(self.request, "ACK", response.headers.get("To") or "")
 
 
 class ClientNonInviteTransaction(ClientTransaction):
@@ -252,6 +242,22 @@ class ClientNonInviteTransaction(ClientTransaction):
             self._terminate()
         if not self.terminated:
             self.host.arm(self)
+
+
+def mirror_request(original: Request, method: str, to: str) -> Request:
+    """A request that belongs to `original`'s transaction: the ACK for a
+    non-2xx (17.1.1.3) and CANCEL (9.1) copy its top Via, Request-URI,
+    Route set, From, Call-ID and CSeq number; only To may differ."""
+    headers = Headers()
+    headers.add("Via", original.headers.get_all("Via")[0])
+    for route in original.headers.get_all("Route"):
+        headers.add("Route", route)
+    headers.add("Max-Forwards", "70")
+    headers.add("From", original.headers.get("From") or "")
+    headers.add("To", to)
+    headers.add("Call-ID", original.call_id)
+    headers.add("CSeq", f"{original.cseq.number} {method}")
+    return Request(method, original.uri, headers)
 
 
 def server_key(request: Request) -> tuple[str, str, str]:
