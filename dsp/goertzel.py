@@ -266,7 +266,7 @@ class ToneTracker:
     The caller decides per frame whether the frame is tonal (pure enough, in
     its band); the tracker joins consecutive tonal frames whose peak stays
     within `max_step_hz` of the previous one, bridges up to `bridge_frames`
-    non-tonal frames (a phase reversal, a lost packet), and places both edges
+    non-tonal frames (a phase reversal, a lost packet; see `step`), and places both edges
     to 5 ms from the block energies around them.
     """
 
@@ -326,17 +326,27 @@ class ToneTracker:
         self._levels: list[float] = []
         self._freqs: list[float] = []
 
-    def step(self, fa: FrameAnalysis, t: float, tonal: bool) -> ToneSegment | None:
-        """Advance by one frame starting at `t`; returns a segment when one ends."""
+    def step(
+        self, fa: FrameAnalysis, t: float, tonal: bool, bridgeable: bool = True
+    ) -> ToneSegment | None:
+        """Advance by one frame starting at `t`; returns a segment when one ends.
+
+        A non-tonal frame is bridged only if `bridgeable` (the caller may allow
+        only quiet frames: a lost packet, not speech); a tonal frame more than
+        two bins away from the run's tone is another tone, which ends the run
+        at once and begins its own (a lost frame between two SIT segments).
+        """
         finished = None
-        if tonal and self.active and abs(fa.peak_hz - self._last_freq) <= self._max_step:
+        step = abs(fa.peak_hz - self._last_freq)
+        if tonal and self.active and step <= self._max_step:
             self._add(fa, t)
         else:
             if self.active:
                 if self._gap == 0:
                     self._after = fa.blocks
                 self._gap += 1
-                if self._gap > self._bridge:
+                other = tonal and step > max(self._max_step, 2 * BIN_HZ)
+                if other or not bridgeable or self._gap > self._bridge:
                     finished = self._finish()
             if tonal and not self.active:
                 self._begin(fa, t)
@@ -372,6 +382,16 @@ class ToneTracker:
     def start(self) -> float:
         """Start edge of the current run (meaningful while `active`)."""
         return rising_edge(self._start_blocks, self._start_t0, self._ref, self._edge)
+
+    @property
+    def gap(self) -> int:
+        """Non-tonal frames bridged since the current run's last tonal one."""
+        return self._gap
+
+    @property
+    def last_freq(self) -> float:
+        """Peak frequency of the current run's last tonal frame."""
+        return self._last_freq
 
     @property
     def frames(self) -> int:

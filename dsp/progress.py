@@ -1,4 +1,4 @@
-"""Call progress on early media: busy, reorder, ringback (NA and Europe), and SIT.
+"""Call progress on early media: busy, reorder, ringback (NA and Europe), SIT, fax.
 
 A frame is "on" when most of its energy lies in 300..700 Hz, where every
 progress tone of both regions lives.  Runs of on and off frames become
@@ -25,7 +25,9 @@ until the cadence changes.
 
 Special information tones (the three rising tones before an intercept
 announcement) are found by `SitDetector`, from the single-tone segments of
-`dsp.goertzel.ToneTracker`; the North American code table is below.
+`dsp.goertzel.ToneTracker`; the North American code table is below.  Fax
+calling and answer tones (T.30 CNG and CED), also heard on early media, are
+found by `FaxDetector` at the end; `dsp.tones` re-exports both.
 """
 
 from __future__ import annotations
@@ -282,7 +284,9 @@ class SitParams:
     long_ms: float = 380.0
     min_segment_ms: float = 180.0  # E.180: 330 +- 70 ms, less measuring slack
     max_segment_ms: float = 480.0
-    max_gap_ms: float = 60.0  # E.180 allows 30 ms of silence; a frame mixes two segments
+    max_gap_ms: float = 80.0  # E.180 allows 30 ms; a frame mixes two segments; 2 lost frames
+    bridge_frames: float = 2  # non-tonal frames (lost packets) bridged inside a segment
+    dropout_frames: float = 6  # frames of digital silence (a burst of lost packets) bridged
     min_level_dbfs: float = -45.0
     min_purity: float = 0.7
     max_step_hz: float = 25.0
@@ -294,11 +298,15 @@ class SitDetector:
 
     Reported when the third segment ends (usually when the announcement
     starts), with start and end of the whole SIT and the code as value.
+    Inside a segment, up to `bridge_frames` non-tonal frames and up to
+    `dropout_frames` of digital silence (lost packets) are bridged; between
+    segments, `max_gap_ms` allows for a lost frame or two.
     """
 
     def __init__(self, **params: float) -> None:
         self.params = p = make_params(SitParams, params)
-        self._tracker = ToneTracker(p.max_step_hz, 0, p.edge_threshold, 1e9)
+        bridge = int(max(p.bridge_frames, p.dropout_frames))
+        self._tracker = ToneTracker(p.max_step_hz, bridge, p.edge_threshold, 1e9)
         self._segments: deque[ToneSegment] = deque(maxlen=3)
 
     def feed(self, frame: NDArray[Any], t: float) -> ToneEvent | None:
@@ -314,7 +322,9 @@ class SitDetector:
             and fa.peak_purity >= p.min_purity
             and p.seg1_low_hz - p.band_hz <= fa.peak_hz <= p.seg3_hz + p.band_hz
         )
-        seg = self._tracker.step(fa, t, tonal)
+        # Line noise never falls to digital silence: such frames are lost packets.
+        lost = fa.spectrum is None or self._tracker.gap < p.bridge_frames
+        seg = self._tracker.step(fa, t, tonal, lost)
         if seg is None:
             return None
         self._segments.append(seg)
@@ -357,3 +367,70 @@ class SitDetector:
         if abs(freq - high) <= p.classify_hz:
             return ("high", length)
         return ("?", length)
+
+
+# --- Fax -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FaxParams:
+    """Fax calling and answer tones (ITU-T T.30 section 4; V.25 for the answer tone)."""
+
+    cng_hz: float = 1100.0  # T.30 CNG: 1100 +- 38 Hz, 0.5 s on / 3 s off
+    cng_tol_hz: float = 38.0
+    cng_min_ms: float = 400.0  # reported once this much of a burst was heard
+    ced_hz: float = 2100.0  # T.30 CED: 2100 +- 15 Hz, 2.6..4 s (phase reversals: V.25)
+    ced_tol_hz: float = 25.0  # T.30's 15 Hz plus 10 Hz of measuring slack
+    ced_min_ms: float = 500.0
+    min_level_dbfs: float = -45.0
+    min_purity: float = 0.7
+    max_step_hz: float = 20.0
+    bridge_frames: float = 1  # a phase reversal breaks one frame's spectrum
+
+
+class FaxDetector:
+    """Fax CNG (1100 Hz) and CED (2100 Hz), reported while the tone is still on.
+
+    CNG is reported once per burst after `cng_min_ms`, CED once after
+    `ced_min_ms`; both with `end` None and the measured frequency.
+    """
+
+    def __init__(self, **params: float) -> None:
+        self.params = p = make_params(FaxParams, params)
+        self._tracker = ToneTracker(p.max_step_hz, int(p.bridge_frames), 0.25, 1e9)
+        self._reported = False
+
+    def feed(self, frame: NDArray[Any], t: float) -> ToneEvent | None:
+        """Feed one frame starting at `t`; returns CNG or CED once confirmed."""
+        return self.feed_analysis(analyze_frame(frame), t)
+
+    def feed_analysis(self, fa: FrameAnalysis, t: float) -> ToneEvent | None:
+        """`feed` on a frame already analysed (how `ToneAnalyzer` shares the work)."""
+        p = self.params
+        kind = self._kind(fa.peak_hz)
+        tonal = (
+            kind is not None
+            and fa.spectrum is not None
+            and fa.level_db >= p.min_level_dbfs
+            and fa.peak_purity >= p.min_purity
+        )
+        if self._tracker.step(fa, t, tonal) is not None or not self._tracker.active:
+            self._reported = False
+            return None
+        kind = self._kind(self._tracker.freq)
+        if self._reported or kind is None:
+            return None
+        start = self._tracker.start
+        needed = p.cng_min_ms if kind == "fax_cng" else p.ced_min_ms
+        if t + FRAME_S - start < needed / 1000.0:
+            return None
+        self._reported = True
+        return ToneEvent(kind, start, None, None, round(self._tracker.freq, 1))
+
+    def _kind(self, hz: float) -> str | None:
+        p = self.params
+        if abs(hz - p.cng_hz) <= p.cng_tol_hz:
+            return "fax_cng"
+        if abs(hz - p.ced_hz) <= p.ced_tol_hz:
+            return "fax_ced"
+        return None

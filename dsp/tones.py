@@ -1,9 +1,9 @@
-"""Streaming tone detectors over 20 ms frames: DTMF, beep, fax, and all together.
+"""Streaming tone detectors over 20 ms frames: DTMF, beep, and all together.
 
 Each detector is fed 160-sample int16 frames at 8 kHz with `feed(frame, t)`
 (`t`: seconds of analysis time at the frame's first sample) and returns a
-`ToneEvent` or None.  `ToneAnalyzer` runs all of them, and the call progress
-and SIT detectors of `dsp.progress`, on one shared `FrameAnalysis` per frame.
+`ToneEvent` or None.  `ToneAnalyzer` runs all of them, and the call progress,
+SIT and fax detectors of `dsp.progress`, on one shared `FrameAnalysis` per frame.
 
 Every threshold is a keyword parameter of the constructor; the defaults and
 the standard each one comes from are in the `...Params` dataclasses below.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import cmath
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -39,7 +40,7 @@ from dsp.goertzel import (
     make_params,
     rising_edge,
 )
-from dsp.progress import ProgressDetector, SitDetector
+from dsp.progress import FaxDetector, ProgressDetector, SitDetector
 
 __all__ = [
     "BeepDetector",
@@ -325,17 +326,24 @@ class BeepParams:
     max_unsteady: float = 0.1  # share of interior frames allowed to beat
     min_ms: float = 100.0
     max_ms: float = 2500.0
-    max_clutter_db: float = -15.0  # strongest other bin vs the peak (median over the beep)
+    max_clutter_db: float = -13.0  # strongest other bin vs the peak (median over the beep);
+    # -13 rather than -15 dB: noise at 5-10 dB SNR reaches -15, and voices are
+    # also told apart by what follows them (quiet_ms)
     max_level_range_db: float = 3.0  # a beep holds its level; a voiced syllable swells
     voice_max_hz: float = 500.0  # below this, sustained female/child voicing looks pure,
     voice_min_ms: float = 0.0  # so a beep there may be made to last longer (0: off)
     edge_tolerance_ms: float = 10.0  # measured duration may fall this short of min_ms
     edge_threshold: float = 0.25
     neighbour_purity: float = 0.4  # a tone this pure right before/after: part of a sequence
+    lost_frames: float = 2  # quiet frames (lost packets) bridged inside a beep and before it
+    dropout_frames: float = 6  # frames of digital silence (a burst of lost packets) bridged
+    quiet_ms: float = 160.0  # after a beep a machine records (silence); speech goes on
+    quiet_margin_db: float = 6.0  # above the noise floor a frame is no longer quiet
+    floor_rise_db_s: float = 3.0  # the noise floor follows a quieter frame at once, a louder slowly
 
 
 class BeepDetector:
-    """Voicemail beep: a single pure tone, reported when it has ended.
+    """Voicemail beep: a single pure tone, reported once the quiet after it is heard.
 
     A frame is tonal when its spectral peak lies in the beep band and the
     peak's main lobe (plus its 2nd and 3rd harmonics, if it needs them) holds
@@ -347,38 +355,119 @@ class BeepDetector:
     kept the rest of its spectrum low (`max_clutter_db`: a voice's other
     harmonics stand out of white noise), and was not one of a sequence of
     tones (SIT segments, chimes).  Dual tones further apart (busy 480+620 Hz)
-    fail purity.  Start and end are placed to 5 ms; the event is returned on
-    the first frame after the beep's last one, so 20 to 40 ms after its end.
+    fail purity.  Up to `lost_frames` quiet frames inside a beep (lost
+    packets) are bridged, and a tone that begins that soon after another one
+    is still in sequence with it.
 
-    Known limit: a pure sung or synthetic vowel of 100+ ms in 400..2000 Hz is
-    physically a beep (espeak-ng's highest pitches make some).
+    A machine starts recording after its beep, so the `quiet_ms` after the
+    tone must hold no sound above the adaptive noise floor (`quiet_margin_db`)
+    and no other tone; a held vowel is followed by more speech, a SIT segment
+    by the next one.  Start and end are placed to 5 ms; the event is returned
+    on the frame that completes the quiet, about `quiet_ms` + 20 ms after
+    the beep's end.
+
+    Known limit: a pure sung or synthetic vowel of 100+ ms in 400..2000 Hz,
+    followed by a pause, is physically a beep; so is a fax CNG burst (1100 Hz,
+    0.5 s, then 3 s of silence), which `FaxDetector` reports first.
     """
 
     def __init__(self, **params: float) -> None:
         self.params = p = make_params(BeepParams, params)
-        self._tracker = ToneTracker(p.max_step_hz, 0, p.edge_threshold, p.flat_ratio)
+        bridge = int(max(p.lost_frames, p.dropout_frames))
+        self._tracker = ToneTracker(p.max_step_hz, bridge, p.edge_threshold, p.flat_ratio)
         self._clutter: list[float] = []  # per frame of the tracker's current run
-        self._prev: FrameAnalysis | None = None
+        self._recent: deque[FrameAnalysis] = deque(maxlen=1 + int(p.lost_frames))
         self._in_sequence = False  # the current run began right after another tone
+        self._floor = math.inf  # noise floor: mean power per sample (int16 scale)
+        self._rise = 10.0 ** (p.floor_rise_db_s * FRAME_S / 10.0)
+        self._margin = 10.0 ** (p.quiet_margin_db / 10.0)
+        self._pending: ToneEvent | None = None  # a beep waiting for the quiet after it
+        self._resumed = False  # its tone came back: the current run continues it
 
     def feed(self, frame: NDArray[Any], t: float) -> ToneEvent | None:
-        """Feed one frame starting at `t`; returns a beep once it has ended."""
+        """Feed one frame starting at `t`; returns a beep once the quiet after it is heard."""
         return self.feed_analysis(analyze_frame(frame), t)
 
     def feed_analysis(self, fa: FrameAnalysis, t: float) -> ToneEvent | None:
         """`feed` on a frame already analysed (how `ToneAnalyzer` shares the work)."""
         tonal = self._tonal(fa)
-        seg = self._tracker.step(fa, t, tonal)
+        quiet = not tonal and self._quiet(fa, fa.energy / FRAME)
+        seg = self._tracker.step(fa, t, tonal, self._bridgeable(fa, quiet))
         clutter, in_sequence = self._clutter, self._in_sequence
         if tonal:  # the frame joined a run, or began one
             if self._tracker.frames == 1:
                 self._clutter = []
-                self._in_sequence = self._other_tone(self._prev, fa)
+                self._in_sequence = any(self._other_tone(f, fa) for f in self._recent)
             self._clutter.append(fa.clutter_db(fa.peak_hz))
-        self._prev = fa
-        if seg is None or in_sequence or self._other_tone(fa, seg):
-            return None  # SIT segments and chimes are tone sequences, not beeps
-        return self._judge(seg, clutter)
+        pending = self._pending
+        if pending is not None and tonal and pending.frequency is not None:
+            # The same tone again after a dropout: the beep goes on, wait for its end.
+            self._resumed |= abs(fa.peak_hz - pending.frequency) <= self.params.max_step_hz
+        event = None if self._resumed else self._wait_quiet(quiet, t)
+        if seg is not None:
+            event = self._on_segment(seg, clutter, in_sequence, fa, t) or event
+        self._recent.append(fa)
+        if fa.spectrum is not None:  # digital silence (a lost packet) says nothing of noise
+            self._floor = min(fa.energy / FRAME, self._floor * self._rise)
+        return event
+
+    def _on_segment(
+        self, seg: ToneSegment, clutter: list[float], in_sequence: bool, fa: FrameAnalysis,
+        t: float,
+    ) -> ToneEvent | None:  # fmt: skip
+        """Judge a finished run; a beep then waits for the quiet after it."""
+        held, resumed = self._pending, self._resumed
+        if held is not None and not resumed:
+            return None  # a remnant of the pending beep's last frame, which began a run
+        self._pending, self._resumed = None, False
+        # SIT segments and chimes are tone sequences, not beeps.
+        if in_sequence or self._other_tone(fa, seg):
+            return None
+        beep = self._judge(seg, clutter)
+        if held is not None:  # the resumed tone: one beep from the first part's start
+            beep = ToneEvent("beep", held.start, seg.end, None, held.frequency)
+        if beep is None or not self._quiet_after(fa, t, seg.end):
+            return None
+        self._pending = beep
+        return self._wait_quiet(True, t)
+
+    def _bridgeable(self, fa: FrameAnalysis, quiet: bool) -> bool:
+        """Whether a non-tonal frame may lie inside the current beep.
+
+        A lost packet: digital silence (line noise never falls that low), or
+        up to `lost_frames` quiet frames; or up to as many frames where the
+        tone still dominates but noise spoilt its purity.
+        """
+        tracker, p = self._tracker, self.params
+        if fa.spectrum is None:
+            return True
+        if tracker.gap >= p.lost_frames:
+            return False
+        held = abs(fa.peak_hz - tracker.last_freq) <= p.max_step_hz
+        return quiet or (held and fa.peak_purity >= p.neighbour_purity)
+
+    def _wait_quiet(self, quiet: bool, t: float) -> ToneEvent | None:
+        """The pending beep once `quiet_ms` of quiet followed it; dropped on a sound."""
+        beep = self._pending
+        if beep is None or beep.end is None:
+            return None
+        if not quiet:
+            self._pending = None
+        elif t + FRAME_S >= beep.end + self.params.quiet_ms / 1000.0 - 1e-9:
+            self._pending = None
+            return beep
+        return None
+
+    def _quiet(self, fa: FrameAnalysis, power: float) -> bool:
+        """Whether mean `power` of (part of) `fa` is no sound above the noise floor."""
+        return fa.spectrum is None or power <= self._floor * self._margin
+
+    def _quiet_after(self, fa: FrameAnalysis, t: float, end: float) -> bool:
+        """Whether the blocks of `fa` from a block after `end` on are quiet."""
+        first = max(0, math.ceil((end + BLOCK_S - t) / BLOCK_S - 1e-6))
+        if first >= BLOCKS:
+            return True
+        return self._quiet(fa, sum(fa.blocks[first:]) / ((BLOCKS - first) * BLOCK_S * SAMPLE_RATE))
 
     def _other_tone(self, fa: FrameAnalysis | None, tone: FrameAnalysis | ToneSegment) -> bool:
         """Whether `fa` holds a different tone about as loud as `tone`."""
@@ -424,73 +513,6 @@ class BeepDetector:
         if not cluttered or float(np.median(cluttered)) > p.max_clutter_db:
             return None
         return ToneEvent("beep", seg.start, seg.end, None, round(seg.freq, 1))
-
-
-# --- Fax -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class FaxParams:
-    """Fax calling and answer tones (ITU-T T.30 section 4; V.25 for the answer tone)."""
-
-    cng_hz: float = 1100.0  # T.30 CNG: 1100 +- 38 Hz, 0.5 s on / 3 s off
-    cng_tol_hz: float = 38.0
-    cng_min_ms: float = 400.0  # reported once this much of a burst was heard
-    ced_hz: float = 2100.0  # T.30 CED: 2100 +- 15 Hz, 2.6..4 s (phase reversals: V.25)
-    ced_tol_hz: float = 25.0  # T.30's 15 Hz plus 10 Hz of measuring slack
-    ced_min_ms: float = 500.0
-    min_level_dbfs: float = -45.0
-    min_purity: float = 0.7
-    max_step_hz: float = 20.0
-    bridge_frames: float = 1  # a phase reversal breaks one frame's spectrum
-
-
-class FaxDetector:
-    """Fax CNG (1100 Hz) and CED (2100 Hz), reported while the tone is still on.
-
-    CNG is reported once per burst after `cng_min_ms`, CED once after
-    `ced_min_ms`; both with `end` None and the measured frequency.
-    """
-
-    def __init__(self, **params: float) -> None:
-        self.params = p = make_params(FaxParams, params)
-        self._tracker = ToneTracker(p.max_step_hz, int(p.bridge_frames), 0.25, 1e9)
-        self._reported = False
-
-    def feed(self, frame: NDArray[Any], t: float) -> ToneEvent | None:
-        """Feed one frame starting at `t`; returns CNG or CED once confirmed."""
-        return self.feed_analysis(analyze_frame(frame), t)
-
-    def feed_analysis(self, fa: FrameAnalysis, t: float) -> ToneEvent | None:
-        """`feed` on a frame already analysed (how `ToneAnalyzer` shares the work)."""
-        p = self.params
-        kind = self._kind(fa.peak_hz)
-        tonal = (
-            kind is not None
-            and fa.spectrum is not None
-            and fa.level_db >= p.min_level_dbfs
-            and fa.peak_purity >= p.min_purity
-        )
-        if self._tracker.step(fa, t, tonal) is not None or not self._tracker.active:
-            self._reported = False
-            return None
-        kind = self._kind(self._tracker.freq)
-        if self._reported or kind is None:
-            return None
-        start = self._tracker.start
-        needed = p.cng_min_ms if kind == "fax_cng" else p.ced_min_ms
-        if t + FRAME_S - start < needed / 1000.0:
-            return None
-        self._reported = True
-        return ToneEvent(kind, start, None, None, round(self._tracker.freq, 1))
-
-    def _kind(self, hz: float) -> str | None:
-        p = self.params
-        if abs(hz - p.cng_hz) <= p.cng_tol_hz:
-            return "fax_cng"
-        if abs(hz - p.ced_hz) <= p.ced_tol_hz:
-            return "fax_ced"
-        return None
 
 
 # --- All together ---------------------------------------------------------------
