@@ -82,7 +82,7 @@ def audio(tmp_path: Path) -> dict[str, Path]:
             ],
             d / "sit.ul",
             3,
-        ),  # fmt: skip
+        ),
     }
 
 
