@@ -177,6 +177,7 @@ def print_report(report: dict, seconds: float) -> None:
     print(
         f"  average ring    {report['avg_ring_ms'] / 1000:.1f} s (first ring to answer or give-up)"
     )
+    print(f"  post-dial delay {report['avg_pdd_ms'] or 0} ms (INVITE to first ring)")
     print(f"  average talk    {report['avg_talk_ms'] / 1000:.1f} s")
     print(
         f"\nEvery attempt: .venv/bin/outdial ctl --socket {VAR / 'outdial.sock'} "
