@@ -111,7 +111,8 @@ async def run_test_call(opts: TestCallOptions) -> dict[str, Any]:
     """Place one call and return the report (see `outdial call --help`)."""
     rng = random.Random(opts.seed)
     trunk_host = opts.trunk.host.strip("[]")
-    local_host = local_address_for(trunk_host, opts.trunk.port or 5060)
+    # A hostname trunk means a DNS lookup: keep it off the event loop.
+    local_host = await asyncio.to_thread(local_address_for, trunk_host, opts.trunk.port or 5060)
     sip = await SipEndpoint.open(local_host, 0, rng=rng)
     allocator = PortAllocator(*opts.rtp_ports)
     rtp = await RtpEndpoint.open(
@@ -138,7 +139,7 @@ async def run_test_call(opts: TestCallOptions) -> dict[str, Any]:
         await sip.close()
         if opts.record is not None:
             audio = np.concatenate(media.recorded) if media.recorded else np.zeros(0, np.int16)
-            opts.record.write_bytes(encode_wav(audio))
+            await asyncio.to_thread(opts.record.write_bytes, encode_wav(audio))
 
 
 async def _drive(
