@@ -72,8 +72,9 @@ class AmdParams:
     """Every threshold of the default mode; levels in dB, times in milliseconds.
 
     The defaults were tuned on a development corpus (``benchmarks.amd``,
-    seed 1) and are reported on a held-out corpus built with seed 2. The two
-    timing thresholds set the trade-off: ``after_greeting_silence_ms`` against
+    seed 1) and are reported on a held-out corpus built with seed 2. The
+    timing thresholds set the trade-off: ``after_greeting_silence_ms`` (and
+    ``after_long_talk_silence_ms`` after a longer first phrase) against
     machines that pause after a first "Hello?", ``greeting_ms`` against
     people who answer with a long business phrase.
     """
@@ -99,7 +100,10 @@ class AmdParams:
     floor_window_ms: int = 1600
     """...over this window."""
     onset_ms: int = 40
-    """Consecutive speech that starts a word."""
+    """Consecutive speech that starts the first word..."""
+    resume_onset_ms: int = 20
+    """...and any later one: talk resuming after a pause is taken sooner, so the
+    next sentence of a machine stops the after_greeting_silence timer in time."""
     word_gap_ms: int = 200
     """Quiet that ends a word."""
     min_word_ms: int = 100
@@ -108,8 +112,14 @@ class AmdParams:
     """No word by then: NOTSURE, cause initial_silence (the caller hears nobody)."""
     greeting_ms: int = 3200
     """Talk spanning this long from the first word: MACHINE, cause long_greeting."""
-    after_greeting_silence_ms: int = 1000
-    """Quiet after the talk: HUMAN, cause after_greeting_silence."""
+    after_greeting_silence_ms: int = 870
+    """Quiet after the talk: HUMAN, cause after_greeting_silence..."""
+    long_talk_ms: int = 700
+    """...unless the talk spanned at least this long (0 disables the rule)..."""
+    after_long_talk_silence_ms: int = 1050
+    """...when the quiet must last this long instead: a short "Hello?" is decided
+    sooner, while a longer first sentence, more often a machine's that pauses
+    between sentences, is given more time to go on."""
     resume_talk_ms: int = 900
     """Talk resumed after a pause, when the talk before it spanned this long..."""
     resume_pause_ms: int = 500
@@ -201,6 +211,7 @@ class AmdDetector:
         self._vad = webrtcvad.Vad(int(p.vad_mode))
         self._floor = _NoiseFloor(p.floor_block_ms // 20, p.floor_window_ms // p.floor_block_ms)
         self._onset = p.onset_ms / 1000.0
+        self._resume_onset = p.resume_onset_ms / 1000.0
         self._word_gap = p.word_gap_ms / 1000.0
         self._min_word = p.min_word_ms / 1000.0
         self._previous_power = 0.0  # last frame's power, for the 40 ms smoothed level
@@ -294,7 +305,8 @@ class AmdDetector:
         """Group frames into words: start on speech, end on quiet."""
         if not self._in_word:
             self._speech_run = self._speech_run + duration if speech else 0.0
-            if self._speech_run >= self._onset - 1e-9:
+            onset = self._onset if self._first_onset is None else self._resume_onset
+            if self._speech_run >= onset - 1e-9:
                 self._in_word = True
                 self._quiet_run = 0.0
                 self._words += 1
@@ -352,7 +364,12 @@ class AmdDetector:
             ):
                 return self._verdict(AmdResult.MACHINE, "resumed_talk", now)
             quiet_ms = (now - self._last_speech_end) * 1000.0
-            if not self._in_word and quiet_ms >= p.after_greeting_silence_ms - 1e-6:
+            wait_ms = (
+                p.after_long_talk_silence_ms
+                if p.long_talk_ms and span_ms >= p.long_talk_ms - 1e-6
+                else p.after_greeting_silence_ms
+            )
+            if not self._in_word and quiet_ms >= wait_ms - 1e-6:
                 return self._verdict(AmdResult.HUMAN, "after_greeting_silence", now)
         if now_ms >= p.total_analysis_ms - 1e-6:
             return self._verdict(AmdResult.NOTSURE, "max_analysis_time", now)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from dsp.amd import (
+    AmdDecision,
     AmdDetector,
     AmdParams,
     AmdResult,
@@ -142,6 +144,48 @@ def test_override_changes_the_verdict(tools: None) -> None:
     pcm = clip((0.5, say("Hello, this is Sam.")), total=5.0)
     assert analyze_call(pcm).result == "human"
     assert analyze_call(pcm, "default", {"greeting_ms": "400"}).result == "machine"
+
+
+# --------------------------------------------------------------------------- timing rules
+
+
+def levels(detector: AmdDetector, *segments: tuple[str, float]) -> object:
+    """Step 20 ms frames of 't'alk (-20 dBFS, VAD speech) or 'n'oise (-60 dBFS)."""
+    n = 0
+    for kind, seconds in segments:
+        for _ in range(round(seconds / 0.02)):
+            n += 1
+            level, vad = (-20.0, True) if kind == "t" else (-60.0, False)
+            d = detector.step(level, vad, round(n * 0.02, 6))
+            if d is not None:
+                return d
+    return None
+
+
+@pytest.mark.parametrize(("talk", "long_talk_ms"), [(0.4, 700), (1.0, 700), (1.0, 0)])
+def test_longer_talk_waits_longer_for_the_human_verdict(talk: float, long_talk_ms: int) -> None:
+    p = AmdParams(long_talk_ms=long_talk_ms)
+    d = levels(AmdDetector(p), ("n", 0.5), ("t", talk), ("n", 3.0))
+    assert isinstance(d, AmdDecision) and d.result is AmdResult.HUMAN
+    long = long_talk_ms and talk >= long_talk_ms / 1000
+    wait = (p.after_long_talk_silence_ms if long else p.after_greeting_silence_ms) / 1000
+    # The talk ends one smoothed frame after the last talk frame.
+    quiet = d.decided_at - (0.5 + talk + 0.02)
+    assert wait - 1e-6 <= quiet < wait + 0.02
+
+
+@pytest.mark.parametrize(("resume_onset_ms", "result"), [(20, "machine"), (40, "human")])
+def test_resumed_talk_is_taken_on_its_first_frame(resume_onset_ms: int, result: str) -> None:
+    # A short first phrase, then the talk resumes on the very frame where the
+    # silence reaches after_greeting_silence_ms: a 20 ms onset catches it (and
+    # the talk that follows makes the greeting long: a machine); a 40 ms one
+    # is a frame late.
+    p = AmdParams(resume_onset_ms=resume_onset_ms, greeting_ms=2000)
+    talk_end = 0.5 + 0.5 + 0.02  # one smoothed frame after the last talk frame
+    deadline = talk_end + math.ceil(p.after_greeting_silence_ms / 20 - 1e-9) * 0.02
+    pause = deadline - 0.02 - 1.0
+    d = levels(AmdDetector(p), ("n", 0.5), ("t", 0.5), ("n", pause), ("t", 1.2))
+    assert isinstance(d, AmdDecision) and d.result.value == result
 
 
 # --------------------------------------------------------------------------- Asterisk's rules
