@@ -40,9 +40,10 @@ import argparse
 import json
 import math
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
+
+from benchmarks.amd.evaluate import read_labels
 
 Segments = list[tuple[float, float]]
 
@@ -51,9 +52,19 @@ def _segments(label: dict[str, Any]) -> Segments:
     return [(float(a), float(b)) for a, b in label["speech"]]
 
 
+def _longest(segs: Segments) -> float:
+    return max((b - a for a, b in segs), default=0.0)
+
+
+def _wait(segs: Segments, wait: float, short_wait: float | None, split: float) -> float:
+    """The silence that makes this talk a person's: longer after a short first utterance."""
+    short = short_wait is not None and bool(segs) and segs[0][1] - segs[0][0] < split
+    return short_wait if short and short_wait is not None else wait
+
+
 def talk_limit(people: list[Segments], budget: float) -> float:
     """The shortest stretch of talk that at most `budget` percent of people exceed."""
-    longest = sorted((max(b - a for a, b in segs) for segs in people if segs), reverse=True)
+    longest = sorted((_longest(segs) for segs in people if segs), reverse=True)
     allowed = math.floor(len(people) * budget / 100.0)
     # Calling machine at a stretch of `limit` s catches every person who talks longer.
     return longest[allowed] if allowed < len(longest) else 0.0
@@ -106,8 +117,7 @@ def machines_lost(
     for segs, bound in machines:
         if not segs:
             continue
-        first = segs[0][1] - segs[0][0]
-        limit = short_wait if short_wait is not None and first < split else wait
+        limit = _wait(segs, wait, short_wait, split)
         starts = [start for start, _ in segs[1:]] + [math.inf]
         for (_, end), start in zip(segs, starts, strict=True):
             if start - end > limit and (bound is None or end + limit < bound):
@@ -128,11 +138,7 @@ def _wait_rows(
     rows = []
     for wait in waits:
         lost = machines_lost(machines, wait, short_wait, split)
-        waited = [
-            short_wait if short_wait is not None and p[0][1] - p[0][0] < split else wait
-            for p in people
-            if p
-        ]
+        waited = [_wait(p, wait, short_wait, split) for p in people if p]
         rows.append(
             {
                 "wait_ms": round(wait * 1000),
@@ -155,16 +161,14 @@ def bounds(
     split: float = 0.5,
 ) -> dict[str, Any]:
     people = [_segments(lab) for lab in labels if lab["class"] == "human"]
-    machine_labels = [lab for lab in labels if lab["class"] == "machine"]
     limit = talk_limit(people, budget)
-    false_machines = sum(1 for p in people if p and max(b - a for a, b in p) > limit)
-    machines = [
-        (
-            _segments(lab),
-            machine_bound(_segments(lab), people, limit, tolerance, lab.get("beep_start")),
-        )
-        for lab in machine_labels
-    ]
+    false_machines = sum(1 for p in people if _longest(p) > limit)
+    machines = []
+    for lab in labels:
+        if lab["class"] == "machine":
+            segs = _segments(lab)
+            bound = machine_bound(segs, people, limit, tolerance, lab.get("beep_start"))
+            machines.append((segs, bound))
     reached = sorted(b for _, b in machines if b is not None)
     never = len(machines) - len(reached)
     # Machines the oracle never tells apart count as infinitely late in the median.
@@ -201,10 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=float, default=0.5, help="seconds")
     parser.add_argument("--short-wait", type=float, default=1.0, help="seconds")
     args = parser.parse_args(argv)
-    path = args.corpus / "labels.jsonl"
-    if not path.exists():
-        sys.exit(f"bounds: no {path}; build it with python -m benchmarks.amd.make_corpus")
-    labels = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    labels = read_labels(args.corpus)
     waits = [w / 1000 for w in range(600, 1101, 50)]
     result = bounds(labels, args.budget, args.tolerance, waits, args.short_wait, args.split)
     m = result["machine_bound_ms"]

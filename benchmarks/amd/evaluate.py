@@ -311,10 +311,11 @@ def print_report(result: dict[str, Any], modes: list[str], out: Any = sys.stdout
 # --------------------------------------------------------------------------- main
 
 
-def _read_labels(corpus: Path, limit: int | None) -> list[dict[str, Any]]:
+def read_labels(corpus: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The corpus's labels (exits with the command that builds it when missing)."""
     path = corpus / "labels.jsonl"
     if not path.exists():
-        sys.exit(f"evaluate: no {path}; build it with python -m benchmarks.amd.make_corpus")
+        sys.exit(f"no {path}; build it with python -m benchmarks.amd.make_corpus")
     labels = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return labels[:limit] if limit else labels
 
@@ -344,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             make_amd(mode, overrides if mode == "default" else {})
     except ValueError as exc:
         parser.error(str(exc))
-    labels = _read_labels(args.corpus, args.limit)
+    labels = read_labels(args.corpus, args.limit)
     started = time.perf_counter()
     runs = run(args.corpus, modes, overrides, args.jobs, labels)
     result = evaluate(labels, runs, modes)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.amd.evaluate import _read_labels, mode_metrics, run
+from benchmarks.amd.evaluate import mode_metrics, read_labels, run
 from dsp.amd import make_amd
 from engine.amd_cli import parse_sets
 
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             make_amd("default", overrides)
     except ValueError as exc:
         parser.error(str(exc))
-    labels = _read_labels(args.corpus, None)
+    labels = read_labels(args.corpus)
     names = list(grid)
     header = "".join(f"{n:>28}" for n in names)
     print(f"corpus {args.corpus}: {len(labels)} clips, {len(points)} operating points")
