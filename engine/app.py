@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from engine.bus import EventBus
 
 if TYPE_CHECKING:
-    from engine.campaign import CampaignManager
     from engine.config import DaemonConfig
     from engine.store import Store
+    from engine.voice.campaigns import CampaignManager
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Campaign files: one YAML file per campaign, validated against the daemon's config.
 
-Import these through `engine.config` (which re-exports them) or from here.
+`engine.config` holds the daemon's file and the located-YAML helpers; this
+module builds on it (never the other way round).
 Every error names the file, the line and the field; `config/schema.md`
 documents every field.
 """

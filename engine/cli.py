@@ -18,7 +18,7 @@ from dsp.wav import WavError, load_media_audio
 from engine.config import ConfigError, load_trunks
 from engine.ctl import add_ctl_parser, run_ctl
 from engine.errors import OutdialError
-from engine.testcall import TestCallOptions, run_test_call
+from engine.voice.testcall import TestCallOptions, run_test_call
 
 T = TypeVar("T")
 EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE = 0, 2, 3
@@ -218,11 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ctl":
             return run_ctl(args)
         if args.command == "amd":
-            from engine.amd_cli import amd_main
+            from engine.voice.amd_cli import amd_main
 
             return amd_main(args.files, args.mode, args.sets)
         if args.command == "tones":
-            from engine.analysis_cli import tones_main
+            from engine.voice.analysis_cli import tones_main
 
             return tones_main(args.files)
     except (UsageError, ConfigError) as exc:

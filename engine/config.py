@@ -16,7 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
@@ -24,19 +24,9 @@ from carriers.sip.errors import SipParseError
 from carriers.sip.message import SipURI
 from carriers.sip.parser import parse_address, parse_uri
 
-if TYPE_CHECKING:
-    from engine.campaign_config import MAX_RING_TIMEOUT as MAX_RING_TIMEOUT
-    from engine.campaign_config import MIN_RING_TIMEOUT as MIN_RING_TIMEOUT
-    from engine.campaign_config import CampaignConfig as CampaignConfig
-    from engine.campaign_config import campaign_definition as campaign_definition
-    from engine.campaign_config import load_campaign as load_campaign
-    from engine.campaign_config import load_campaigns as load_campaigns
-
 __all__ = [
-    "LOG_FORMATS", "LOG_LEVELS", "MAX_RING_TIMEOUT", "MIN_RING_TIMEOUT", "CampaignConfig",
-    "ConfigError", "DaemonConfig", "LogConfig", "TrunkConfig", "campaign_definition",
-    "format_duration", "load_campaign", "load_campaigns", "load_config", "load_trunks",
-    "parse_duration",
+    "LOG_FORMATS", "LOG_LEVELS", "ConfigError", "DaemonConfig", "LogConfig", "TrunkConfig",
+    "format_duration", "load_config", "load_trunks", "parse_duration",
 ]  # fmt: skip
 
 
@@ -465,19 +455,3 @@ def load_config(path: str | Path) -> DaemonConfig:
         log=_log(top),
         shutdown_grace=top.duration("shutdown_grace", 30.0) or 0.0,
     )
-
-
-# Campaign files live in engine/campaign_config.py (this module would pass 600
-# lines); they are re-exported here, loaded on first use to avoid an import cycle.
-_CAMPAIGN_NAMES = frozenset(
-    {"CampaignConfig", "load_campaign", "load_campaigns", "campaign_definition",
-     "MIN_RING_TIMEOUT", "MAX_RING_TIMEOUT"}
-)  # fmt: skip
-
-
-def __getattr__(name: str) -> Any:
-    if name in _CAMPAIGN_NAMES:
-        from engine import campaign_config
-
-        return getattr(campaign_config, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,11 +20,11 @@ import structlog
 
 from engine.app import App
 from engine.bus import EventBus
-from engine.campaign import CampaignManager
 from engine.config import DaemonConfig
 from engine.control import ControlServer
 from engine.store import Store
-from engine.telephony import Telephony
+from engine.voice.campaigns import CampaignManager
+from engine.voice.telephony import Telephony
 
 log = structlog.get_logger("outdial.daemon")
 
@@ -60,9 +60,8 @@ async def run_daemon(config: DaemonConfig) -> int:
     store = await Store.open(config.store_url)
     tel = await Telephony.open(config.sip_host, config.sip_port, config.rtp_ports, config.trunks)
     bus = EventBus()
-    app = App(store=store, campaigns=None, bus=bus, config=config, started_at=time.time())  # type: ignore[arg-type]
-    manager = CampaignManager(app, tel)
-    app.campaigns = manager
+    manager = CampaignManager(store, bus, config, tel)
+    app = App(store=store, campaigns=manager, bus=bus, config=config, started_at=time.time())
     await manager.load_all()
     interrupted = await manager.reconcile()
     if interrupted:

@@ -3,7 +3,7 @@
     python -m benchmarks.amd.evaluate [--corpus var/amd-corpus] [--json FILE]
         [--modes default,asterisk] [--set NAME=VALUE ...]
 
-Runs every clip through `engine.amd_cli.analyze_call` (the AMD of each mode
+Runs every clip through `engine.voice.amd_cli.analyze_call` (the AMD of each mode
 next to the fax, SIT and beep detectors of `dsp.tones`, combined as the CLI
 and the engine combine them) and prints, mode by mode side by side: accuracy;
 false-machine rate on people; missed machines; not-sure rate; decision
@@ -32,7 +32,7 @@ import numpy as np
 from dsp.amd import make_amd
 from dsp.tones import ToneAnalyzer
 from dsp.wav import load_media_audio
-from engine.amd_cli import analyze_call, parse_sets
+from engine.voice.amd_cli import analyze_call, parse_sets
 
 FRAME = 160
 FRAME_S = 0.02

@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks.amd.evaluate import mode_metrics, read_labels, run
 from dsp.amd import make_amd
-from engine.amd_cli import parse_sets
+from engine.voice.amd_cli import parse_sets
 
 DEFAULT_GRID = {
     "after_greeting_silence_ms": ["800", "850", "900", "950", "1000"],

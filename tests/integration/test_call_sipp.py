@@ -21,7 +21,7 @@ import pytest
 
 from carriers.sip.parser import parse_uri
 from dsp.wav import decode_wav, encode_wav, load_media_audio
-from engine.testcall import TestCallOptions, run_test_call
+from engine.voice.testcall import TestCallOptions, run_test_call
 from tests.integration.sipp import ROOT, Sipp, make_tone
 
 pytestmark = pytest.mark.sipp

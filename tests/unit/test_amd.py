@@ -26,7 +26,7 @@ from dsp.amd import (
     make_amd,
 )
 from dsp.wav import decode_wav, encode_wav, load_media_audio, resample
-from engine.amd_cli import amd_main, analyze_call
+from engine.voice.amd_cli import amd_main, analyze_call
 
 RATE = 8000
 FRAME = 160

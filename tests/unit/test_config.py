@@ -19,16 +19,17 @@ from hypothesis import strategies as st
 
 from carriers.sip.outcome import CallResult
 from dsp.wav import encode_wav
-from engine import campaign_config
-from engine.config import (
+from engine.campaign_config import (
     CampaignConfig,
+    campaign_definition,
+    load_campaign,
+    load_campaigns,
+)
+from engine.config import (
     ConfigError,
     DaemonConfig,
     LogConfig,
-    campaign_definition,
     format_duration,
-    load_campaign,
-    load_campaigns,
     load_config,
     load_trunks,
     parse_duration,
@@ -534,13 +535,6 @@ def test_campaign_definition_is_json_and_complete(config: DaemonConfig) -> None:
     assert definition["prompt"] == str(config.prompts_dir / "welcome.wav")
     assert definition["ring_timeout"] == 25.0
     assert set(definition) == set(CampaignConfig.__dataclass_fields__)
-
-
-def test_campaign_names_are_reexported_by_engine_config() -> None:
-    assert CampaignConfig is campaign_config.CampaignConfig
-    assert load_campaigns is campaign_config.load_campaigns
-    with pytest.raises(AttributeError):
-        _ = __import__("engine.config").config.no_such_name
 
 
 # --- durations --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from dsp.tones import (
     dtmf_tone,
 )
 from dsp.wav import encode_wav, load_media_audio
-from engine.analysis_cli import tones_main
+from engine.voice.analysis_cli import tones_main
 
 RATE = 8000
 SOUNDS = Path("/usr/share/asterisk/sounds/en")

@@ -22,13 +22,14 @@ from carriers.rtp.errors import RtpError
 from carriers.sip.events import CallAnswered, CallEarlyMedia, CallEnded, CallProgress
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
-from engine.flows import Analysis, EarlyMediaWatch, answered_flow
 from engine.store import AttemptIntent, DialCandidate
-from engine.telephony import MediaLeg, Telephony, TokenBucket, pace
+from engine.voice.flows import Analysis, EarlyMediaWatch, answered_flow
+from engine.voice.telephony import MediaLeg, Telephony, TokenBucket, pace
 
 if TYPE_CHECKING:
-    from engine.app import App
-    from engine.config import CampaignConfig
+    from engine.bus import EventBus
+    from engine.campaign_config import CampaignConfig
+    from engine.store import Store
 
 log = logging.getLogger("outdial.dialer")
 
@@ -76,13 +77,14 @@ class CampaignRunner:
 
     def __init__(
         self,
-        app: App,
+        store: Store,
+        bus: EventBus,
         tel: Telephony,
         cfg: CampaignConfig,
         prompt: NDArray[np.int16],
         machine_prompt: NDArray[np.int16] | None = None,
     ):
-        self.app = app
+        self.store, self.bus = store, bus
         self.tel = tel
         self.cfg = cfg
         self.prompt = prompt
@@ -106,8 +108,8 @@ class CampaignRunner:
     async def start(self) -> None:
         self.state = RUNNING
         self._halting = False
-        await self.app.store.set_campaign_state(self.name, RUNNING)
-        self.app.bus.publish("campaign.state", campaign=self.name, state=RUNNING)
+        await self.store.set_campaign_state(self.name, RUNNING)
+        self.bus.publish("campaign.state", campaign=self.name, state=RUNNING)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -115,8 +117,8 @@ class CampaignRunner:
         """Pause or stop: no new calls; calls in progress finish normally."""
         self.state = state
         self._wake.set()
-        await self.app.store.set_campaign_state(self.name, state)
-        self.app.bus.publish("campaign.state", campaign=self.name, state=state)
+        await self.store.set_campaign_state(self.name, state)
+        self.bus.publish("campaign.state", campaign=self.name, state=state)
 
     async def halt(self, grace: float) -> None:
         """Daemon shutdown: stop dialling without changing the stored state
@@ -143,7 +145,7 @@ class CampaignRunner:
     # ------------------------------------------------------------------ loop
 
     async def _run(self) -> None:
-        store = self.app.store
+        store = self.store
         loop = asyncio.get_running_loop()
         await store.sync_campaign_contacts(self.name)
         next_sync = loop.time() + RESYNC_EVERY
@@ -167,19 +169,19 @@ class CampaignRunner:
                 await asyncio.wait_for(self._wake.wait(), timeout=0.2)
 
     async def _finished(self) -> bool:
-        await self.app.store.flush()
-        progress = await self.app.store.progress(self.name)
+        await self.store.flush()
+        progress = await self.store.progress(self.name)
         return not any(progress.get(k, 0) for k in ("pending", "retry", "in_flight"))
 
     async def _dial(self, candidate: DialCandidate) -> None:
-        store, cfg = self.app.store, self.cfg
+        store, cfg = self.store, self.cfg
         blocked = await store.dnc_numbers(candidate.phones, utcnow())
         usable = [p for p in candidate.phones if p not in blocked]
         if not usable:
             reason = "do-not-contact: " + ", ".join(sorted(blocked))
             store.set_contact_state(self.name, candidate.contact_id, state="skipped",
                                     skip_reason=reason)  # fmt: skip
-            self.app.bus.publish("contact.skipped", campaign=self.name,
+            self.bus.publish("contact.skipped", campaign=self.name,
                                  contact=candidate.contact_id, reason=reason)  # fmt: skip
             return
         number = usable[candidate.attempts % len(usable)]
@@ -209,7 +211,7 @@ class CampaignRunner:
             self._reserved.discard(candidate.contact_id)
 
     def _launch(self, cand: DialCandidate, number: str, attempt_id: int, leg: MediaLeg) -> None:
-        store, cfg = self.app.store, self.cfg
+        store, cfg = self.store, self.cfg
         live = LiveCall(attempt_id, cand.contact_id, cand.attempts, number, leg)
         self.calls[attempt_id] = live
         store.set_contact_state(self.name, cand.contact_id, state="in_flight")
@@ -221,7 +223,7 @@ class CampaignRunner:
         live.handle = handle
         self.placed += 1
         store.update_attempt(attempt_id, invite_sent_at=utcnow(), call_id=handle.call_id)
-        self.app.bus.publish("call.started", campaign=self.name, attempt=attempt_id,
+        self.bus.publish("call.started", campaign=self.name, attempt=attempt_id,
                              contact=cand.contact_id, number=number)  # fmt: skip
         asyncio.get_running_loop().create_task(self._follow(live, handle))
 
@@ -229,7 +231,7 @@ class CampaignRunner:
         match event:
             case CallProgress(status=status) if status > 100 and "ringing" not in live.times:
                 live.times["ringing"] = utcnow()
-                self.app.store.update_attempt(live.attempt_id, ringing_at=live.times["ringing"])
+                self.store.update_attempt(live.attempt_id, ringing_at=live.times["ringing"])
             case CallEarlyMedia(media=media):
                 live.leg.apply(media)
                 live.leg.flow = EarlyMediaWatch(
@@ -239,7 +241,7 @@ class CampaignRunner:
                 if media is not None:
                     live.leg.apply(media)
                 live.times["answered"] = utcnow()
-                self.app.store.update_attempt(live.attempt_id, answered_at=live.times["answered"])
+                self.store.update_attempt(live.attempt_id, answered_at=live.times["answered"])
                 handle = live.handle
                 loop = asyncio.get_running_loop()
 
@@ -251,7 +253,7 @@ class CampaignRunner:
                     self.cfg.amd, self.prompt, self.machine_prompt, hang_up, live.analysis
                 )
                 live.leg.flow = flow.on_frame
-                self.app.bus.publish("call.answered", campaign=self.name,
+                self.bus.publish("call.answered", campaign=self.name,
                                      attempt=live.attempt_id, number=live.number)  # fmt: skip
             case _:
                 pass
@@ -285,14 +287,14 @@ class CampaignRunner:
             "ended_by": ended.ended_by,
             "duration_ms": int((now - answered).total_seconds() * 1000) if answered else None,
         }  # fmt: skip
-        self.app.store.update_attempt(live.attempt_id, **fields)
+        self.store.update_attempt(live.attempt_id, **fields)
         attempts = live.attempts_before + 1
         state, when = next_step(self.cfg, result, attempts, now)
-        self.app.store.set_contact_state(
+        self.store.set_contact_state(
             self.name, live.contact_id, state=state, next_attempt_at=when,
             last_result=result.value, attempts_delta=1,
         )  # fmt: skip
-        self.app.bus.publish(
+        self.bus.publish(
             "call.ended", campaign=self.name, attempt=live.attempt_id, number=live.number,
             result=result.value, sip_status=outcome.sip_status, next=state,
             amd=live.analysis.amd_result,
@@ -301,7 +303,7 @@ class CampaignRunner:
     # -------------------------------------------------------------- reporting
 
     async def describe(self) -> dict[str, Any]:
-        progress = await self.app.store.progress(self.name)
+        progress = await self.store.progress(self.name)
         cfg = self.cfg
         return {
             "name": self.name, "state": self.state, "list": cfg.contact_list,

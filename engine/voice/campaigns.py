@@ -11,19 +11,28 @@ from numpy.typing import NDArray
 
 from carriers.sip.outcome import CallResult
 from dsp.wav import WavError, load_media_audio
-from engine.config import (
+from engine.bus import EventBus
+from engine.campaign_config import (
     CampaignConfig,
-    ConfigError,
     campaign_definition,
     load_campaign,
     load_campaigns,
 )
-from engine.dialer import COMPLETED, PAUSED, RUNNING, STOPPED, CampaignRunner, next_step, utcnow
+from engine.config import ConfigError, DaemonConfig
 from engine.errors import InvalidState, NotFound, OutdialError
+from engine.voice.dialer import (
+    COMPLETED,
+    PAUSED,
+    RUNNING,
+    STOPPED,
+    CampaignRunner,
+    next_step,
+    utcnow,
+)
 
 if TYPE_CHECKING:
-    from engine.app import App
-    from engine.telephony import Telephony
+    from engine.store import Store
+    from engine.voice.telephony import Telephony
 
 log = logging.getLogger("outdial.campaigns")
 
@@ -31,8 +40,8 @@ log = logging.getLogger("outdial.campaigns")
 class CampaignManager:
     """Every campaign the daemon knows, each with its runner."""
 
-    def __init__(self, app: App, tel: Telephony) -> None:
-        self.app = app
+    def __init__(self, store: Store, bus: EventBus, config: DaemonConfig, tel: Telephony) -> None:
+        self.store, self.bus, self.config = store, bus, config
         self.tel = tel
         self.runners: dict[str, CampaignRunner] = {}
         self.load_errors: list[str] = []
@@ -41,11 +50,11 @@ class CampaignManager:
 
     async def load_all(self) -> None:
         """Load every campaign file; a broken one is reported and skipped."""
-        configs, errors = load_campaigns(self.app.config)
+        configs, errors = load_campaigns(self.config)
         self.load_errors = [str(e) for e in errors]
         for error in errors:
             log.error("campaign file rejected: %s", error)
-            self.app.bus.publish("campaign.load_error", error=str(error))
+            self.bus.publish("campaign.load_error", error=str(error))
         for cfg in configs.values():
             try:
                 await self._install(cfg)
@@ -57,25 +66,25 @@ class CampaignManager:
         """After a crash: attempts left in flight become `interrupted` and
         their contacts follow the retry rules (the attempt counts)."""
         now = utcnow()
-        reconciled = await self.app.store.reconcile_in_flight(now)
+        reconciled = await self.store.reconcile_in_flight(now)
         for attempt in reconciled:
             runner = self.runners.get(str(attempt.get("campaign")))
             contact_id = int(attempt["contact_id"])
             if runner is None:
                 continue
-            done = await self.app.store.contact(contact_id)
+            done = await self.store.contact(contact_id)
             attempts = int(_campaign_attempts(done, runner.name)) + 1
             state, when = next_step(runner.cfg, CallResult.INTERRUPTED, attempts, now)
-            self.app.store.set_contact_state(
+            self.store.set_contact_state(
                 runner.name, contact_id, state=state, next_attempt_at=when,
                 last_result=CallResult.INTERRUPTED.value, attempts_delta=1,
             )  # fmt: skip
-        await self.app.store.flush()
+        await self.store.flush()
         return len(reconciled)
 
     async def resume_running(self) -> None:
         for runner in self.runners.values():
-            stored = await self.app.store.campaign(runner.name)
+            stored = await self.store.campaign(runner.name)
             if stored["state"] == RUNNING:
                 await runner.start()
 
@@ -88,7 +97,7 @@ class CampaignManager:
         machine_prompt = (
             _load_prompt(cfg, cfg.amd.machine_prompt) if cfg.amd.machine_prompt else None
         )
-        store = self.app.store
+        store = self.store
         await store.ensure_list(cfg.contact_list)
         await store.upsert_campaign(cfg.name, cfg.contact_list, campaign_definition(cfg))
         existing = self.runners.get(cfg.name)
@@ -96,7 +105,7 @@ class CampaignManager:
             existing.cfg, existing.prompt = cfg, prompt  # takes effect for new calls
             existing.machine_prompt = machine_prompt if machine_prompt is not None else prompt
             return existing
-        runner = CampaignRunner(self.app, self.tel, cfg, prompt, machine_prompt)
+        runner = CampaignRunner(self.store, self.bus, self.tel, cfg, prompt, machine_prompt)
         runner.state = (await store.campaign(cfg.name))["state"]
         if runner.state == RUNNING:
             runner.state = STOPPED  # resume_running() restarts it after reconcile
@@ -124,9 +133,9 @@ class CampaignManager:
         return info
 
     async def load(self, path: Path) -> str:
-        cfg = load_campaign(path, self.app.config)
+        cfg = load_campaign(path, self.config)
         await self._install(cfg)
-        self.app.bus.publish("campaign.loaded", campaign=cfg.name, file=str(path))
+        self.bus.publish("campaign.loaded", campaign=cfg.name, file=str(path))
         return cfg.name
 
     async def start(self, name: str) -> None:
