@@ -241,6 +241,12 @@ class AmdDetector:
         """When the first word started (s since answer), None while none was heard."""
         return self._first_onset
 
+    @property
+    def speech_end(self) -> float | None:
+        """When the last word heard so far ended (s since answer): on a human
+        verdict, the end of the person's greeting. None while none was heard."""
+        return self._last_speech_end if self._first_onset is not None else None
+
     def feed(self, frame: Frame, t: float) -> AmdDecision | None:
         """Analyse the frame starting at `t`; returns the decision on the frame that makes it."""
         if self._decision is not None:
@@ -416,6 +422,7 @@ class AsteriskAmd:
         self._in_initial_silence = True
         self._in_greeting = False
         self._greeting_start: float | None = None
+        self._speech_end: float | None = None
         self._decision: AmdDecision | None = None
 
     @property
@@ -427,6 +434,11 @@ class AsteriskAmd:
     def first_speech(self) -> float | None:
         """When the greeting (the first voice run of a word's length) started, else None."""
         return self._greeting_start
+
+    @property
+    def speech_end(self) -> float | None:
+        """When the last voice frame heard so far ended (s since answer), else None."""
+        return self._speech_end
 
     def feed(self, frame: Frame, t: float) -> AmdDecision | None:
         """Analyse the frame starting at `t`; returns the decision on the frame that makes it."""
@@ -460,6 +472,7 @@ class AsteriskAmd:
 
     def _on_voice(self, length_ms: int, now: float) -> AmdDecision | None:
         p = self.params
+        self._speech_end = now
         self._consecutive_voice += length_ms
         self._voice += length_ms
         if self._consecutive_voice >= p.min_word_length and self._in_silence_state:

@@ -10,6 +10,7 @@ from engine.bus import EventBus
 if TYPE_CHECKING:
     from engine.config import DaemonConfig
     from engine.store import Store
+    from engine.voice.agents import AgentPool
     from engine.voice.campaigns import CampaignManager
 
 
@@ -20,3 +21,4 @@ class App:
     bus: EventBus
     config: DaemonConfig
     started_at: float
+    agents: AgentPool | None = None

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from carriers.sip.errors import SipParseError
 from carriers.sip.outcome import CallResult
 from carriers.sip.parser import parse_address
@@ -32,12 +34,22 @@ MIN_RING_TIMEOUT = 15.0
 MAX_RING_TIMEOUT = 300.0
 CHANNELS = ("voice",)
 LATER_CHANNELS = ("sms", "email")
-MODES = ("agentless",)
-LATER_MODES = ("preview", "progressive", "power", "predictive")
+MODES = ("agentless", "preview", "progressive", "power", "predictive")
+AGENT_MODES = ("preview", "progressive", "power", "predictive")
+LATER_MODES: tuple[str, ...] = ()
+JURISDICTIONS = ("us", "uk")
+# The legal abandon limits: 47 CFR 64.1200(a)(7) (3% of calls answered by a
+# person, per campaign per 30 days) and Ofcom's statement on persistent misuse
+# (3% per campaign per 24 h, counting an estimate of AMD false positives).
+LEGAL_ABANDON_LIMIT = {"us": 0.03, "uk": 0.03}
+ABANDON_WINDOW_S = {"us": 30 * 86400.0, "uk": 86400.0}
+# The safe-harbor message must start within 2 s of the end of the greeting
+# (47 CFR 64.1200(a)(7)(i)); waiting for an agent may use part of that.
+MAX_CONNECT_WAIT = 1.5
 
 
-ON_MACHINE = ("hangup", "message_after_beep")
-LATER_ON_MACHINE = ("ivr", "agent")
+ON_MACHINE = ("hangup", "message_after_beep", "agent")
+LATER_ON_MACHINE = ("ivr",)
 ON_HUMAN = ("prompt", "hangup")
 AMD_MODES = ("default", "asterisk")
 
@@ -53,6 +65,41 @@ class AmdConfig:
     on_human: str = "prompt"
     machine_prompt: Path | None = None  # the voicemail message; default: the prompt
     max_beep_wait: float = 20.0  # seconds after a machine verdict to wait for the beep
+
+
+@dataclass(frozen=True, slots=True)
+class WrapupCode:
+    """A wrap-up code an agent enters after a call: a final outcome, or a
+    retry after `retry` seconds (a recall delay)."""
+
+    code: str
+    description: str = ""
+    final: bool = True
+    retry: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DialingConfig:
+    """How an agent campaign paces calls (the `dialing:` section)."""
+
+    ratio: float = 1.0
+    max_ratio: float = 5.0
+    abandon_target: float = 0.03
+    jurisdiction: str = "us"
+    connect_wait: float = 1.0
+    preview_auto_dial: float | None = None
+    owner_column: str = "agent"
+    skip_delay: float = 600.0
+    wrapup_timeout: float = 60.0
+    wrapup_codes: tuple[WrapupCode, ...] = ()
+    default_wrapup: str | None = None
+
+    @property
+    def abandon_window(self) -> float:
+        return ABANDON_WINDOW_S[self.jurisdiction]
+
+    def code(self, name: str) -> WrapupCode | None:
+        return next((c for c in self.wrapup_codes if c.code == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +122,23 @@ class CampaignConfig:
     priority: int = 0
     calls_per_second: float | None = None
     amd: AmdConfig = AmdConfig()
+    dialing: DialingConfig = DialingConfig()
+    safe_harbor: Path | None = None
+
+    @property
+    def with_agents(self) -> bool:
+        return self.mode in AGENT_MODES
 
 
 _CAMPAIGN_FIELDS = {
     "name", "channel", "mode", "contact_list", "trunk", "caller_id", "lines",
     "max_attempts", "ring_timeout", "max_duration", "retry", "prompt", "priority",
-    "calls_per_second", "amd",
+    "calls_per_second", "amd", "dialing", "safe_harbor",
+}  # fmt: skip
+_DIALING_FIELDS = {
+    "ratio", "max_ratio", "abandon_target", "jurisdiction", "connect_wait",
+    "preview_auto_dial", "owner_column", "skip_delay", "wrapup_timeout", "wrapup_codes",
+    "default_wrapup",
 }  # fmt: skip
 _AMD_FIELDS = {
     "enabled", "mode", "parameters", "on_machine", "on_human", "machine_prompt",
@@ -185,6 +243,84 @@ def _amd(m: _Node, config: DaemonConfig) -> AmdConfig:
     return AmdConfig(enabled, mode, tuple(params), on_machine, on_human, machine_prompt, wait)
 
 
+def _rate(m: _Node, key: str, default: float) -> float:
+    """A rate as a fraction (0.03) or a percentage ("3%")."""
+    node = m.present(key)
+    if node is None:
+        return default
+    text = str(getattr(node, "value", "")).strip()
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise m.error(
+            key, f"expected a fraction (0.03) or a percentage (3%), got {text!r}"
+        ) from None
+    if not 0 <= value <= 1:
+        raise m.error(key, f"must be between 0 and 100%, got {text}")
+    return value
+
+
+def _wrapup_codes(m: _Node) -> tuple[WrapupCode, ...]:
+    node = m.present("wrapup_codes")
+    if node is None:
+        return ()
+    if not isinstance(node, yaml.SequenceNode):
+        raise m.error("wrapup_codes", "expected a list of {code, description, final, retry}")
+    codes: list[WrapupCode] = []
+    for index, item in enumerate(node.value):
+        if not isinstance(item, yaml.MappingNode):
+            raise m.error(f"wrapup_codes[{index}]", "expected a mapping")
+        c = _Node(m.file, item, m.field(f"wrapup_codes[{index}]"))
+        c.check_keys({"code", "description", "final", "retry"})
+        code = str(c.scalar("code", str, required=True))
+        if any(x.code == code for x in codes):
+            raise c.error("code", f"duplicate wrap-up code {code!r}")
+        retry = c.duration("retry")
+        final = bool(c.scalar("final", bool, retry is None))
+        if final and retry is not None:
+            raise c.error("retry", "a final code is never retried; remove retry or final")
+        codes.append(WrapupCode(code, str(c.scalar("description", str, "")), final, retry))
+    return tuple(codes)
+
+
+def _dialing(m: _Node, mode: str) -> DialingConfig:
+    node = m.mapping("dialing")
+    if node is None:
+        return DialingConfig()
+    if mode not in AGENT_MODES:
+        raise m.error("dialing", f"only agent modes ({', '.join(AGENT_MODES)}) are paced")
+    node.check_keys(_DIALING_FIELDS)
+    jurisdiction = node.choice("jurisdiction", JURISDICTIONS, "us")
+    target = _rate(node, "abandon_target", 0.03)
+    limit = LEGAL_ABANDON_LIMIT[jurisdiction]
+    if target > limit:
+        raise node.error(
+            "abandon_target",
+            f"{target:.2%} is above the legal limit of {limit:.0%} for {jurisdiction.upper()}",
+        )
+    wait = node.duration("connect_wait", 1.0) or 0.0
+    if wait > MAX_CONNECT_WAIT:
+        raise node.error(
+            "connect_wait",
+            f"at most {MAX_CONNECT_WAIT:g}s: the safe-harbor message must start within 2 s "
+            "of the greeting's end (47 CFR 64.1200(a)(7)(i))",
+        )
+    ratio = float(node.number("ratio", float, 1.0, low=0.1))
+    codes = _wrapup_codes(node)
+    default = node.scalar("default_wrapup", str)
+    if default is not None and not any(c.code == default for c in codes):
+        raise node.error("default_wrapup", f"no wrap-up code {default!r} in wrapup_codes")
+    return DialingConfig(
+        ratio=ratio, max_ratio=float(node.number("max_ratio", float, 5.0, low=1.0)),
+        abandon_target=target, jurisdiction=jurisdiction, connect_wait=wait,
+        preview_auto_dial=node.duration("preview_auto_dial"),
+        owner_column=str(node.scalar("owner_column", str, "agent")),
+        skip_delay=node.duration("skip_delay", 600.0) or 0.0,
+        wrapup_timeout=node.duration("wrapup_timeout", 60.0, low=1.0) or 60.0,
+        wrapup_codes=codes, default_wrapup=default,
+    )  # fmt: skip
+
+
 def _prompt(m: _Node, config: DaemonConfig, key: str = "prompt") -> Path:
     text = m.required_text(key)
     path = config.prompts_dir / Path(text).expanduser()
@@ -234,12 +370,23 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
     ring_timeout = _ring_timeout(m)
     max_duration = m.duration("max_duration", 300.0, low=1.0) or 300.0
     retry = _retry(m)
+    dialing = _dialing(m, mode)
+    safe_harbor = _prompt(m, config, "safe_harbor") if m.present("safe_harbor") else None
+    if mode in AGENT_MODES and safe_harbor is None:
+        raise m.error(
+            "safe_harbor",
+            f"missing: a {mode} campaign needs the message a person hears when no agent is "
+            "free (who is calling and a number to call back; 47 CFR 64.1200(a)(7)(i))",
+        )
+    amd = _amd(m, config)
+    if amd.on_machine == "agent" and mode not in AGENT_MODES:
+        raise m.error("amd", "on_machine: agent needs an agent mode")
     return CampaignConfig(
         name=name, file=file.absolute(), channel=channel, mode=mode,
         contact_list=contact_list, trunk=trunk, caller_id=caller_id, lines=lines,
         max_attempts=max_attempts, ring_timeout=ring_timeout, max_duration=max_duration,
         retry=retry, prompt=_prompt(m, config), priority=priority, calls_per_second=cps,
-        amd=_amd(m, config),
+        amd=amd, dialing=dialing, safe_harbor=safe_harbor,
     )  # fmt: skip
 
 
@@ -315,4 +462,20 @@ def campaign_definition(c: CampaignConfig) -> dict[str, Any]:
             "machine_prompt": str(c.amd.machine_prompt) if c.amd.machine_prompt else None,
             "max_beep_wait": c.amd.max_beep_wait,
         },
+        "dialing": _dialing_definition(c.dialing),
+        "safe_harbor": str(c.safe_harbor) if c.safe_harbor else None,
     }
+
+
+def _dialing_definition(d: DialingConfig) -> dict[str, Any]:
+    return {
+        "ratio": d.ratio, "max_ratio": d.max_ratio, "abandon_target": d.abandon_target,
+        "jurisdiction": d.jurisdiction, "connect_wait": d.connect_wait,
+        "preview_auto_dial": d.preview_auto_dial, "owner_column": d.owner_column,
+        "skip_delay": d.skip_delay, "wrapup_timeout": d.wrapup_timeout,
+        "wrapup_codes": [
+            {"code": w.code, "description": w.description, "final": w.final, "retry": w.retry}
+            for w in d.wrapup_codes
+        ],
+        "default_wrapup": d.default_wrapup,
+    }  # fmt: skip

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine import agent_commands as ac
 from engine.config import ConfigError
 from engine.errors import BadRequest, NotFound, OutdialError
 
@@ -177,6 +178,8 @@ async def status(app: App) -> dict[str, Any]:
         "store": app.store.url,
     }
     result.update(app.campaigns.status())
+    if app.agents is not None:
+        result["agents"] = app.agents.counts()
     campaigns = await app.campaigns.list()
     result["progress"] = {c["name"]: c.get("progress", {}) for c in campaigns}
     result["event_subscribers"] = app.bus.subscribers
@@ -421,6 +424,7 @@ _NAME = Arg("name", "str", True, "campaign name")
 _LIST = Arg("list", "str", True, "contact list name")
 _NUMBER = Arg("number", "str", True, "phone number (E.164, or national in `region`)")
 _REGION = Arg("region", "str", help="region for national numbers (default US)")
+_AGENT = Arg("agent", "str", True, "agent id")
 
 
 def _commands(*commands: Command) -> dict[str, Command]:
@@ -469,4 +473,30 @@ COMMANDS: dict[str, Command] = _commands(
     Command("report.attempts", report_attempts,
             (Arg("campaign", "str", True), Arg("limit", "int", help="at most this many")),
             "every attempt of a campaign"),
+    Command("report.abandons", ac.report_abandons, (Arg("campaign", "str", True),),
+            "the abandon ledger of a campaign"),
+    Command("agent.login", ac.agent_login, (_AGENT, Arg("not_ready", "bool",
+            help="log in not ready")), "call the agent's phone and keep the leg up"),
+    Command("agent.logout", ac.agent_logout, (_AGENT,), "hang up the agent's leg"),
+    Command("agent.ready", ac.agent_ready, (_AGENT,), "ready for calls"),
+    Command("agent.not_ready", ac.agent_not_ready,
+            (_AGENT, Arg("reason", "str", True, "reason code")), "not ready, with a reason"),
+    Command("agent.hangup", ac.agent_hangup, (_AGENT,), "end the customer call"),
+    Command("agent.wrapup", ac.agent_wrapup, (
+        _AGENT, Arg("code", "str", help="wrap-up code"),
+        Arg("callback", "str", help="ISO-8601 time or delay (2h) to call back"),
+        Arg("mine", "bool", help="the callback is for this agent"),
+        Arg("dnc", "bool", help="add the number to the do-not-contact list"),
+    ), "enter the wrap-up code (or note a callback / DNC during the call)"),
+    Command("agent.preview_accept", ac.agent_preview_accept, (_AGENT,),
+            "dial the offered preview record"),
+    Command("agent.preview_skip", ac.agent_preview_skip, (_AGENT,),
+            "skip the offered preview record"),
+    Command("agent.status", ac.agent_status, (Arg("agent", "str", help="agent id"),),
+            "one agent or all"),
+    Command("agent.history", ac.agent_history, (Arg("agent", "str", help="agent id"),
+            Arg("limit", "int", help="at most this many (default 100)")),
+            "stored agent state changes"),
+    Command("callback.list", ac.callbacks_list, (Arg("campaign", "str", help="campaign"),),
+            "scheduled callbacks"),
 )  # fmt: skip

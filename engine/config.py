@@ -25,8 +25,18 @@ from carriers.sip.message import SipURI
 from carriers.sip.parser import parse_address, parse_uri
 
 __all__ = [
-    "LOG_FORMATS", "LOG_LEVELS", "ConfigError", "DaemonConfig", "LogConfig", "TrunkConfig",
-    "format_duration", "load_config", "load_trunks", "parse_duration",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "AgentConfig",
+    "ConfigError",
+    "DaemonConfig",
+    "LogConfig",
+    "RegistrarConfig",
+    "TrunkConfig",
+    "format_duration",
+    "load_config",
+    "load_trunks",
+    "parse_duration",
 ]  # fmt: skip
 
 
@@ -313,6 +323,116 @@ def load_trunks(path: str | Path) -> dict[str, TrunkConfig]:
     return _trunks(_read_mapping(path))
 
 
+# --- agents -------------------------------------------------------------------------
+
+_AGENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """One agent: who they are, how their phone reaches us, what they may work.
+
+    A phone that registers authenticates as `username`/`password`; one that
+    does not gets the persistent call at the static `uri`. `campaigns` empty:
+    the agent may work every agent campaign."""
+
+    id: str
+    name: str
+    username: str
+    password: str | None = None
+    uri: SipURI | None = None
+    campaigns: tuple[str, ...] = ()
+    session_expires: int = 1800
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarConfig:
+    """The REGISTER server agents' phones use (RFC 3261 section 10)."""
+
+    realm: str = "outdial"
+    min_expires: int = 60
+    max_expires: int = 3600
+
+
+_AGENT_FIELDS = {"id", "name", "username", "password", "uri", "campaigns", "session_expires"}
+
+
+def _str_list(m: _Node, key: str) -> tuple[str, ...]:
+    node = m.present(key)
+    if node is None:
+        return ()
+    if not isinstance(node, yaml.SequenceNode) or not all(
+        isinstance(n, yaml.ScalarNode) for n in node.value
+    ):
+        raise m.error(key, "expected a list of names")
+    return tuple(str(n.value) for n in node.value)
+
+
+def _agent(file: str, node: yaml.Node, index: int) -> AgentConfig:
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(file, node.start_mark.line + 1, f"agents[{index}]", "expected a mapping")
+    m = _Node(file, node, f"agents[{index}]")
+    m.check_keys(_AGENT_FIELDS)
+    agent_id = str(m.scalar("id", str, required=True))
+    if not _AGENT_ID_RE.fullmatch(agent_id):
+        raise m.error("id", f"expected letters, digits, '_', '.', '-' (max 64), got {agent_id!r}")
+    uri = None
+    raw_uri = m.scalar("uri", str)
+    if raw_uri is not None:
+        try:
+            parsed = parse_uri(raw_uri)
+        except SipParseError as exc:
+            raise m.error("uri", f"not a SIP URI ({exc})") from exc
+        if not isinstance(parsed, SipURI):
+            raise m.error("uri", f"expected a sip: URI, got {raw_uri!r}")
+        uri = parsed
+    password = m.scalar("password", str)
+    if uri is None and password is None:
+        raise m.error("password", "missing: a phone that registers needs a password (or give uri)")
+    expires = m.number("session_expires", int, 1800, low=90)  # RFC 4028 Min-SE floor
+    return AgentConfig(
+        id=agent_id, name=str(m.scalar("name", str, agent_id)),
+        username=str(m.scalar("username", str, agent_id)), password=password, uri=uri,
+        campaigns=_str_list(m, "campaigns"), session_expires=expires,
+    )  # fmt: skip
+
+
+def _agents(top: _Node) -> dict[str, AgentConfig]:
+    node = top.present("agents")
+    if node is None:
+        return {}
+    if not isinstance(node, yaml.SequenceNode):
+        raise top.error("agents", f"expected a list, got a {_kind(node)}")
+    agents: dict[str, AgentConfig] = {}
+    users: dict[str, str] = {}
+    for index, item in enumerate(node.value):
+        agent = _agent(top.file, item, index)
+        line = item.start_mark.line + 1
+        if agent.id in agents:
+            raise ConfigError(
+                top.file, line, f"agents[{index}].id", f"duplicate agent {agent.id!r}"
+            )
+        if agent.username in users:
+            raise ConfigError(
+                top.file, line, f"agents[{index}].username",
+                f"username {agent.username!r} already used by agent {users[agent.username]!r}",
+            )  # fmt: skip
+        agents[agent.id], users[agent.username] = agent, agent.id
+    return agents
+
+
+def _registrar(top: _Node) -> RegistrarConfig:
+    node = top.mapping("registrar")
+    if node is None:
+        return RegistrarConfig()
+    node.check_keys({"realm", "min_expires", "max_expires"})
+    low = node.number("min_expires", int, 60, low=1)
+    high = node.number("max_expires", int, 3600, low=1)
+    if high < low:
+        raise node.error("max_expires", f"must be at least min_expires ({low}), got {high}")
+    return RegistrarConfig(str(node.scalar("realm", str, "outdial")), low, high)
+
+
 # --- the daemon -----------------------------------------------------------------------
 
 _DEFAULT_STORE = "sqlite:///var/outdial.db"
@@ -345,11 +465,13 @@ class DaemonConfig:
     prompts_dir: Path = Path("prompts")
     log: LogConfig = field(default_factory=LogConfig)
     shutdown_grace: float = 30.0
+    agents: dict[str, AgentConfig] = field(default_factory=dict)
+    registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
 
 
 _DAEMON_FIELDS = {
     "trunks", "store_url", "control_socket", "sip_host", "sip_port", "rtp_ports",
-    "campaigns_dir", "prompts_dir", "log", "shutdown_grace",
+    "campaigns_dir", "prompts_dir", "log", "shutdown_grace", "agents", "registrar",
 }  # fmt: skip
 _HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 # sockaddr_un.sun_path holds 108 bytes on Linux, including the terminating NUL.
@@ -454,4 +576,6 @@ def load_config(path: str | Path) -> DaemonConfig:
         prompts_dir=_directory(top, "prompts_dir", base),
         log=_log(top),
         shutdown_grace=top.duration("shutdown_grace", 30.0) or 0.0,
+        agents=_agents(top),
+        registrar=_registrar(top),
     )

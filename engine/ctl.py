@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from engine.control import ControlClient, ControlError, DaemonUnavailable, request_sync
+from engine.ctl_agents import abandons_request, add_agent_parsers
 
 DEFAULT_SOCKET = Path("var/outdial.sock")
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
@@ -375,6 +376,9 @@ def _report_parsers(sub: SubParsers) -> None:
     p.add_argument("campaign")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="at most N attempts")
+    p = _leaf(rsub, "abandons", "the abandon ledger of a campaign", abandons_request)
+    p.add_argument("campaign")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
 
 def add_ctl_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
@@ -395,6 +399,7 @@ def add_ctl_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     _contacts_parsers(sub)
     _dnc_parsers(sub)
     _report_parsers(sub)
+    add_agent_parsers(sub)
     sub.add_parser("events", help="print every daemon event as a JSON line until Ctrl-C")
     return ctl
 
@@ -466,6 +471,12 @@ def run_ctl(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.ctl_command == "events":
         return _run_events(path)
+    stream = getattr(args, "ctl_stream", None)
+    if stream is not None:
+        try:
+            return int(stream(path, args.agent))
+        except DaemonUnavailable:
+            return _no_daemon(path)
     request: CtlRequest = args.ctl_build(args)
     try:
         result = request_sync(path, request.cmd, **request.args)

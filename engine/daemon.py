@@ -23,6 +23,7 @@ from engine.bus import EventBus
 from engine.config import DaemonConfig
 from engine.control import ControlServer
 from engine.store import Store
+from engine.voice.agents import AgentPool, agent_locator
 from engine.voice.campaigns import CampaignManager
 from engine.voice.telephony import Telephony
 
@@ -60,8 +61,13 @@ async def run_daemon(config: DaemonConfig) -> int:
     store = await Store.open(config.store_url)
     tel = await Telephony.open(config.sip_host, config.sip_port, config.rtp_ports, config.trunks)
     bus = EventBus()
-    manager = CampaignManager(store, bus, config, tel)
-    app = App(store=store, campaigns=manager, bus=bus, config=config, started_at=time.time())
+    agents = AgentPool(config.agents, tel, store, bus, agent_locator(tel))
+    stale = await agents.log_out_stale()
+    if stale:
+        log.warning("agents left logged in by the last run are logged out", count=stale)
+    manager = CampaignManager(store, bus, config, tel, agents)
+    app = App(store=store, campaigns=manager, bus=bus, config=config, started_at=time.time(),
+              agents=agents)  # fmt: skip
     await manager.load_all()
     interrupted = await manager.reconcile()
     if interrupted:
@@ -75,6 +81,7 @@ async def run_daemon(config: DaemonConfig) -> int:
     await stop.wait()
     await control.stop()
     await manager.shutdown(config.shutdown_grace)
+    await agents.logout_all()
     await tel.close()
     await store.close()
     log.info("outdial stopped")

@@ -101,6 +101,10 @@ class RtpEndpoint:
         self.session = session
         self.local_port = local_port
         self.closed = False
+        # The frame the media clock played out for this endpoint on its
+        # current tick, set for every endpoint before any handler runs, so a
+        # bridge handler can forward the other leg's audio of the same tick.
+        self.last_frame: npt.NDArray[np.int16] | None = None
 
     @classmethod
     async def open(
@@ -278,6 +282,8 @@ class MediaClock:
         self.frames += 1
         sessions = [endpoint.session for endpoint, _ in entries]
         received = RtpSession.receive_frames(sessions, now)
+        for (endpoint, _), frame in zip(entries, received, strict=True):
+            endpoint.last_frame = frame
         outgoing = [
             self._call(entry, frame) for entry, frame in zip(entries, received, strict=True)
         ]

@@ -32,6 +32,9 @@ class CallResult(enum.Enum):
     # fax. (A special information tone sets INVALID_NUMBER.)
     MACHINE = "machine"
     FAX = "fax"
+    # Set by the dialer: a person answered and no agent took the call within
+    # the 2 seconds after their greeting (the safe-harbor message played).
+    ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,6 +170,14 @@ attempts = Table(
     Column("amd_ms", Integer),
     Column("beep_end_ms", Integer),
     Column("message_started_ms", Integer),
+    # Agents (migration 0003): who took the call, when it was bridged, how long
+    # after the end of the person's greeting (47 CFR 64.1200(a)(7): under 2 s),
+    # the greeting's end (ms after the answer) and the wrap-up code entered.
+    Column("agent", String(64)),
+    Column("bridged_at", UTCDateTime),
+    Column("answer_to_agent_ms", Integer),
+    Column("greeting_end_ms", Integer),
+    Column("wrapup_code", String(64)),
     Index("ix_attempts_campaign", "campaign_id"),
     Index("ix_attempts_contact", "contact_id"),
 )
@@ -190,6 +198,58 @@ Index(
     attempts.c.ended_at,
     sqlite_where=attempts.c.ended_at.is_(None),
     postgresql_where=attempts.c.ended_at.is_(None),
+)
+
+# Every agent state change, with its time: reporting reads occupancy and
+# idle time from here; the daemon keeps the live state in memory.
+agent_states = Table(
+    "agent_states",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("agent", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(200)),
+    Column("campaign", String(200)),
+    Column("attempt_id", BigInteger),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_agent_states_agent_at", "agent", "at"),
+)
+
+# The abandon ledger: one row per call answered by a person that no agent
+# took in time (47 CFR 64.1200(a)(7); Ofcom's persistent-misuse statement).
+abandons = Table(
+    "abandons",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("campaign", String(200), nullable=False),
+    Column("attempt_id", BigInteger, nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("answered_at", UTCDateTime, nullable=False),
+    Column("greeting_end_at", UTCDateTime, nullable=False),
+    Column("message_started_at", UTCDateTime),
+    Column("reason", String(200), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_abandons_campaign_at", "campaign", "at"),
+    Index("ix_abandons_number_at", "number", "at"),
+)
+
+# Callbacks an agent scheduled: a contact to call again at a time, for that
+# agent (agent set) or for any agent of the campaign.
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("campaign", String(200), nullable=False),
+    Column("contact_id", BigInteger, nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("agent", String(64)),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, dialled, cancelled
+    Column("created_by", String(64)),
+    Column("attempt_id", BigInteger),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_callbacks_due", "campaign", "state", "due_at"),
 )
 
 dnc = Table(

@@ -32,7 +32,7 @@ from sqlalchemy.engine import URL
 
 from engine import contacts as contact_io
 from engine.errors import BadRequest
-from engine.store import dnc, queries, reports
+from engine.store import agentdb, dnc, queries, reports
 from engine.store.phones import PhoneNormalizer
 from engine.store.types import (
     ATTEMPT_TIME_FIELDS,
@@ -443,6 +443,85 @@ class Store:
             error_path=error_path,
         )
         return await asyncio.to_thread(work)
+
+    # --------------------------------------------------------------- agents
+
+    def record_agent_state(
+        self,
+        agent: str,
+        state: str,
+        at: datetime,
+        *,
+        reason: str | None = None,
+        campaign: str | None = None,
+        attempt_id: int | None = None,
+    ) -> None:
+        """Queue one agent state change (the history reporting reads)."""
+        _aware("at", at)
+        values = {"agent": agent, "state": state, "reason": reason, "campaign": campaign,
+                  "attempt_id": attempt_id, "at": at}  # fmt: skip
+        self._writer.write(
+            partial(agentdb.record_agent_state, values=values), f"agent_state {agent}"
+        )
+
+    async def agent_history(
+        self, agent: str | None = None, since: datetime | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        return await self._writer.run(
+            partial(agentdb.agent_history, agent=agent, since=since, limit=limit)
+        )
+
+    async def last_agent_states(self) -> dict[str, str]:
+        return await self._writer.run(agentdb.last_agent_states)
+
+    async def record_abandon(self, **values: Any) -> int:
+        """Write an abandon to the ledger; returns its id once committed."""
+        for name in ("answered_at", "greeting_end_at", "at"):
+            _aware(name, values[name])
+        return await self._writer.write_wait(
+            partial(agentdb.record_abandon, values=values), "record_abandon"
+        )
+
+    async def abandons(
+        self, campaign: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        return await self._writer.run(
+            partial(agentdb.abandons_of, campaign=campaign, since=since, limit=limit)
+        )
+
+    async def abandon_window(self, campaign: str, since: datetime) -> dict[str, Any]:
+        return await self._writer.run(
+            partial(agentdb.abandon_window, campaign=campaign, since=since)
+        )
+
+    async def abandoned_since(self, numbers: Collection[str], since: datetime) -> dict[str, Any]:
+        if not numbers:
+            return {}
+        return await self._writer.run(
+            partial(agentdb.abandoned_since, numbers=tuple(numbers), since=since)
+        )
+
+    async def add_callback(self, **values: Any) -> int:
+        _aware("due_at", values["due_at"])
+        return await self._writer.write_wait(
+            partial(agentdb.add_callback, values=values), "add_callback"
+        )
+
+    async def due_callbacks(self, campaign: str, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return await self._writer.run(
+            partial(agentdb.due_callbacks, campaign=campaign, now=now, limit=limit)
+        )
+
+    def set_callback(self, callback_id: int, **values: Any) -> None:
+        self._writer.write(
+            partial(agentdb.set_callback, callback_id=callback_id, values=values),
+            f"callback {callback_id}",
+        )
+
+    async def callbacks(
+        self, campaign: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await self._writer.run(partial(agentdb.callbacks_of, campaign=campaign, state=state))
 
     # -------------------------------------------------------------- reports
 

@@ -8,7 +8,11 @@ from datetime import datetime
 from engine.errors import InvalidState
 
 # campaign_contacts.state: where a contact stands in one campaign.
-CONTACT_STATES = frozenset({"pending", "in_flight", "retry", "done", "skipped", "failed"})
+# "callback": an agent scheduled a call back (callbacks table); not dialled by
+# the queue until the callback is due.
+CONTACT_STATES = frozenset(
+    {"pending", "in_flight", "retry", "done", "skipped", "failed", "callback"}
+)
 # campaigns.state
 CAMPAIGN_STATES = frozenset({"stopped", "running", "paused", "completed"})
 # campaign_contacts.dial_queue: READY to dial now (pending, or a retry whose
@@ -19,7 +23,9 @@ READY, WAITING, IDLE = 0, 1, 2
 FINISHED_STATES = ("done", "skipped", "failed")
 
 # Attempt columns a caller may set after creation (update_attempt).
-ATTEMPT_TIME_FIELDS = frozenset({"invite_sent_at", "ringing_at", "answered_at", "ended_at"})
+ATTEMPT_TIME_FIELDS = frozenset(
+    {"invite_sent_at", "ringing_at", "answered_at", "ended_at", "bridged_at"}
+)
 ATTEMPT_UPDATE_FIELDS = ATTEMPT_TIME_FIELDS | {
     "result",
     "sip_status",
@@ -33,6 +39,10 @@ ATTEMPT_UPDATE_FIELDS = ATTEMPT_TIME_FIELDS | {
     "amd_ms",
     "beep_end_ms",
     "message_started_ms",
+    "agent",
+    "answer_to_agent_ms",
+    "greeting_end_ms",
+    "wrapup_code",
 }
 
 INTERRUPTED = "interrupted"

@@ -20,6 +20,7 @@ from engine.campaign_config import (
 )
 from engine.config import ConfigError, DaemonConfig
 from engine.errors import InvalidState, NotFound, OutdialError
+from engine.voice.agent_dialer import AgentCampaignRunner
 from engine.voice.dialer import (
     COMPLETED,
     PAUSED,
@@ -32,6 +33,7 @@ from engine.voice.dialer import (
 
 if TYPE_CHECKING:
     from engine.store import Store
+    from engine.voice.agents import AgentPool
     from engine.voice.telephony import Telephony
 
 log = logging.getLogger("outdial.campaigns")
@@ -40,9 +42,17 @@ log = logging.getLogger("outdial.campaigns")
 class CampaignManager:
     """Every campaign the daemon knows, each with its runner."""
 
-    def __init__(self, store: Store, bus: EventBus, config: DaemonConfig, tel: Telephony) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        config: DaemonConfig,
+        tel: Telephony,
+        agents: AgentPool | None = None,
+    ) -> None:
         self.store, self.bus, self.config = store, bus, config
         self.tel = tel
+        self.agents = agents
         self.runners: dict[str, CampaignRunner] = {}
         self.load_errors: list[str] = []
 
@@ -102,10 +112,26 @@ class CampaignManager:
         await store.upsert_campaign(cfg.name, cfg.contact_list, campaign_definition(cfg))
         existing = self.runners.get(cfg.name)
         if existing is not None:
+            if existing.cfg.with_agents != cfg.with_agents:
+                raise ConfigError(
+                    str(cfg.file), None, "mode",
+                    f"changing {existing.cfg.mode} to {cfg.mode} needs a daemon restart",
+                )  # fmt: skip
             existing.cfg, existing.prompt = cfg, prompt  # takes effect for new calls
             existing.machine_prompt = machine_prompt if machine_prompt is not None else prompt
+            if isinstance(existing, AgentCampaignRunner) and cfg.safe_harbor is not None:
+                existing.safe_harbor = _load_prompt(cfg, cfg.safe_harbor)
             return existing
-        runner = CampaignRunner(self.store, self.bus, self.tel, cfg, prompt, machine_prompt)
+        runner: CampaignRunner
+        if cfg.with_agents:
+            if self.agents is None or cfg.safe_harbor is None:
+                raise ConfigError(str(cfg.file), None, "mode", "agent modes need agents")
+            safe = _load_prompt(cfg, cfg.safe_harbor)
+            runner = AgentCampaignRunner(
+                self.store, self.bus, self.tel, cfg, prompt, machine_prompt, safe, self.agents
+            )
+        else:
+            runner = CampaignRunner(self.store, self.bus, self.tel, cfg, prompt, machine_prompt)
         runner.state = (await store.campaign(cfg.name))["state"]
         if runner.state == RUNNING:
             runner.state = STOPPED  # resume_running() restarts it after reconcile
@@ -173,6 +199,9 @@ class CampaignManager:
             },
             "media_clock": tel.clock.lateness_percentiles(),
             "rtp_ports_free": tel.allocator.available,
+            "calls_waiting_for_agent": sum(
+                len(r.waiting) for r in self.runners.values() if isinstance(r, AgentCampaignRunner)
+            ),
             "load_errors": self.load_errors,
         }
 

@@ -171,10 +171,12 @@ class CampaignRunner:
     async def _finished(self) -> bool:
         await self.store.flush()
         progress = await self.store.progress(self.name)
-        return not any(progress.get(k, 0) for k in ("pending", "retry", "in_flight"))
+        return not any(progress.get(k, 0) for k in ("pending", "retry", "in_flight", "callback"))
 
-    async def _dial(self, candidate: DialCandidate) -> None:
-        store, cfg = self.store, self.cfg
+    async def _usable_numbers(self, candidate: DialCandidate, reserved: Any) -> list[str]:
+        """The contact's numbers that may be dialled now; with none, the
+        contact's state says why (skipped for DNC; see subclasses)."""
+        store = self.store
         blocked = await store.dnc_numbers(candidate.phones, utcnow())
         usable = [p for p in candidate.phones if p not in blocked]
         if not usable:
@@ -182,8 +184,17 @@ class CampaignRunner:
             store.set_contact_state(self.name, candidate.contact_id, state="skipped",
                                     skip_reason=reason)  # fmt: skip
             self.bus.publish("contact.skipped", campaign=self.name,
-                                 contact=candidate.contact_id, reason=reason)  # fmt: skip
-            return
+                             contact=candidate.contact_id, reason=reason)  # fmt: skip
+        return usable
+
+    async def _dial(self, candidate: DialCandidate, reserved: Any = None) -> int | None:
+        """Place one call to `candidate`; returns the attempt id, or None when
+        no call was placed. `reserved`: what a subclass holds for the call
+        (the agent reserved for it)."""
+        store, cfg = self.store, self.cfg
+        usable = await self._usable_numbers(candidate, reserved)
+        if not usable:
+            return None
         number = usable[candidate.attempts % len(usable)]
         self._reserved.add(candidate.contact_id)
         try:
@@ -191,12 +202,12 @@ class CampaignRunner:
                 await pace(self._bucket)
             await self.tel.admit(cfg.trunk)
             if self.state != RUNNING or self._halting:
-                return
+                return None
             try:
                 leg = await self.tel.open_media()
             except (RtpError, OSError) as exc:
                 log.warning("no RTP port for a call: %s", exc)
-                return
+                return None
             intent = AttemptIntent(
                 campaign=self.name, contact_id=candidate.contact_id, number=number,
                 trunk=cfg.trunk, caller_id=cfg.caller_id, created_at=utcnow(),
@@ -206,13 +217,21 @@ class CampaignRunner:
             except Exception:
                 self.tel.close_media(leg)
                 raise
-            self._launch(candidate, number, attempt_id, leg)
+            self._launch(candidate, number, attempt_id, leg, reserved)
+            return attempt_id
         finally:
             self._reserved.discard(candidate.contact_id)
 
-    def _launch(self, cand: DialCandidate, number: str, attempt_id: int, leg: MediaLeg) -> None:
+    def _make_live(
+        self, cand: DialCandidate, number: str, attempt_id: int, leg: MediaLeg, reserved: Any
+    ) -> LiveCall:
+        return LiveCall(attempt_id, cand.contact_id, cand.attempts, number, leg)
+
+    def _launch(
+        self, cand: DialCandidate, number: str, attempt_id: int, leg: MediaLeg, reserved: Any
+    ) -> None:
         store, cfg = self.store, self.cfg
-        live = LiveCall(attempt_id, cand.contact_id, cand.attempts, number, leg)
+        live = self._make_live(cand, number, attempt_id, leg, reserved)
         self.calls[attempt_id] = live
         store.set_contact_state(self.name, cand.contact_id, state="in_flight")
         handle = self.tel.place(

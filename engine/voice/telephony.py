@@ -189,6 +189,33 @@ class Telephony:
         state.in_flight += 1
         return self.sip.place_call(spec, on_event)
 
+    def place_leg(
+        self,
+        uri: SipURI,
+        target: Target,
+        leg: MediaLeg,
+        *,
+        ring_timeout: float,
+        session_expires: int,
+        on_event: Callable[[CallEvent], None],
+    ) -> CallHandle:
+        """Call an agent's phone (not through a trunk): the persistent agent
+        leg, with no maximum duration, kept alive by RFC 4028 session timers."""
+        spec = CallSpec(
+            request_uri=uri,
+            from_addr=Address(SipURI(host=self.host, user="outdial")),
+            to_addr=Address(uri),
+            target=target,
+            offer=build_offer(
+                self.host, leg.endpoint.local_port, session_id=self.rng.getrandbits(31)
+            ),
+            ring_timeout=ring_timeout,
+            max_duration=None,
+            session_expires=session_expires,
+            extra_headers=(("Subject", "outdial agent session"),),
+        )
+        return self.sip.place_call(spec, on_event)
+
     def released(self, trunk: str) -> None:
         self.trunks[trunk].in_flight -= 1
 

@@ -407,7 +407,7 @@ CAMPAIGN_ERRORS = [
     ("max_duration: 2m", "max_duration: 0", "max_duration", "at least 1s"),
     ("channel: voice", "channel: sms", "channel", "not supported yet"),
     ("channel: voice", "channel: fax", "channel", "expected voice"),
-    ("mode: agentless", "mode: predictive", "mode", "not supported yet"),
+    ("mode: agentless", "mode: agentless\ndialing: {ratio: 2}", "dialing", "only agent modes"),
     ("mode: agentless", "mode: robocall", "mode", "expected agentless"),
     ('caller_id: "+15550100"', "caller_id: Acme", "caller_id", "expected a number"),
     ('caller_id: "+15550100"', 'caller_id: "Acme <sip:>"', "caller_id", "Name <sip:user@host>"),

@@ -74,7 +74,7 @@ async def test_open_creates_the_directory_in_wal_mode_at_head(tmp_path: Path) ->
     revisions = sorted(p.name for p in (MIGRATIONS / "versions").glob("0*.py"))
     head = revisions[-1].split("_")[0]  # every migration applied, up to the newest
     assert peek(tmp_path, "SELECT version_num FROM alembic_version") == [(head,)]
-    assert revisions == ["0001_initial.py", "0002_call_analysis.py"]
+    assert revisions == ["0001_initial.py", "0002_call_analysis.py", "0003_agents.py"]
 
 
 async def test_migrations_do_not_depend_on_the_working_directory(
@@ -465,6 +465,7 @@ async def test_progress_and_summary_of_a_known_scenario(store: Store) -> None:
         "done": 2,
         "skipped": 1,
         "failed": 0,
+        "callback": 0,
         "processed": 3,
         "attempts": 5,
         "by_result": {"answered": 2, "busy": 1, "no_answer": 1},
