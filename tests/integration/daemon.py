@@ -41,7 +41,9 @@ def request(sock_path: Path, cmd: str, **args: Any) -> Any:
 class Daemon:
     """`outdial run` on a config written into a temporary directory."""
 
-    def __init__(self, workdir: Path, trunk_port: int, campaign: str, prompt: Path) -> None:
+    def __init__(
+        self, workdir: Path, trunk_port: int, campaign: str, prompt: Path, extra: str = ""
+    ) -> None:
         self.workdir = workdir
         self.config = workdir / "outdial.yaml"
         self.socket = workdir / "outdial.sock"
@@ -57,7 +59,7 @@ class Daemon:
             f"rtp_ports: [{low}, {low + 1000}]\n"
             f"prompts_dir: {prompt.parent}\n"
             "shutdown_grace: 2\n"
-            "log:\n  level: info\n  format: json\n"
+            "log:\n  level: info\n  format: json\n" + extra
         )
         (workdir / "campaigns" / "test.yaml").write_text(campaign)
         self.proc: subprocess.Popen[bytes] | None = None

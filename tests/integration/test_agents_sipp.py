@@ -1,0 +1,196 @@
+"""Agents end to end: the daemon (`outdial run`) with SIPp as the agent's
+phone and SIPp as the carrier. What each SIPp was sent is captured on the
+loopback wire and its frequency measured: the agent must hear the
+customer's tone and the customer the agent's, or the safe-harbor message."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dsp.wav import encode_wav
+from tests.integration.daemon import Daemon
+from tests.integration.rtp_sniff import RtpSniffer, dominant
+from tests.integration.sipp import Sipp, make_tone
+
+pytestmark = pytest.mark.sipp
+
+CUSTOMER_HZ, AGENT_HZ, SAFE_HARBOR_HZ = 700.0, 1300.0, 440.0
+
+
+def campaign(mode: str, extra: str = "", contacts: str = "agents-list") -> str:
+    return f"""\
+name: sales
+channel: voice
+mode: {mode}
+contact_list: {contacts}
+trunk: carrier
+lines: 10
+max_attempts: 3
+ring_timeout: 15
+max_duration: 60
+prompt: prompt.wav
+safe_harbor: safe.wav
+retry:
+  abandoned: 1h
+{extra}"""
+
+
+WRAPUP = """\
+dialing:
+  ratio: {ratio}
+  connect_wait: 0.5s
+  wrapup_timeout: {wrap}
+  wrapup_codes:
+    - code: sale
+      description: Sale made
+    - code: call_again
+      retry: 2s
+    - code: no_interest
+      final: true
+"""
+
+
+def write_prompts(tmp: Path) -> Path:
+    t = np.arange(8000) / 8000
+    prompt = tmp / "prompt.wav"
+    prompt.write_bytes(encode_wav((np.sin(2 * np.pi * 500 * t) * 6000).astype(np.int16)))
+    t = np.arange(12000) / 8000  # 1.5 s
+    safe = (np.sin(2 * np.pi * SAFE_HARBOR_HZ * t) * 8000).astype(np.int16)
+    (tmp / "safe.wav").write_bytes(encode_wav(safe))
+    return prompt
+
+
+def agents_config(phones: dict[str, int]) -> str:
+    lines = ["agents:"]
+    for agent, port in phones.items():
+        lines += [f"  - id: {agent}", f"    uri: sip:{agent}@127.0.0.1:{port}"]
+    return "\n".join(lines) + "\n"
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not seen within {timeout} s (last: {last})")
+
+
+def start_agent_phone(tmp: Path, name: str) -> Sipp:
+    tone = make_tone(tmp / f"{name}.ul", AGENT_HZ, 1.0)
+    work = tmp / name
+    work.mkdir()
+    return Sipp("answer.xml", keys={"audio": f"{tone},-1,0"}, duration_ms=100, calls=1).start(work)
+
+
+def add_contacts(d: Daemon, numbers: list[str], listname: str = "agents-list") -> None:
+    for n in numbers:
+        d("contacts.add", list=listname, phones=[n])
+
+
+def test_a_person_is_bridged_to_the_agent_both_ways_and_wrapped_up(tmp_path: Path) -> None:
+    prompt = write_prompts(tmp_path)
+    phone = start_agent_phone(tmp_path, "a1")
+    carrier_tone = make_tone(tmp_path / "customer.ul", CUSTOMER_HZ, 1.0)
+    (tmp_path / "carrier").mkdir()
+    carrier = Sipp(
+        "hangup.xml", keys={"audio": f"{carrier_tone},-1,0"}, duration_ms=3000, calls=1
+    ).start(tmp_path / "carrier")
+    daemon = Daemon(
+        tmp_path, carrier.port, campaign("progressive", WRAPUP.format(ratio=1, wrap="30s")),
+        prompt, agents_config({"a1": phone.port}),
+    )  # fmt: skip
+    daemon.start()
+    try:
+        with RtpSniffer(phone.media_port) as at_agent, RtpSniffer(carrier.media_port) as at_cust:
+            login = daemon("agent.login", agent="a1")
+            assert login["state"] == "ready"
+            add_contacts(daemon, ["+12125550101"])
+            daemon("campaign.start", name="sales")
+            status = wait_for(
+                lambda: (s := daemon("agent.status", agent="a1"))["state"] == "wrap_up" and s,
+                30, "agent in wrap-up",
+            )  # fmt: skip
+            assert status["call"]["number"] == "+12125550101"
+        # The agent's phone heard the customer; the customer heard the agent.
+        to_agent = max(at_agent.flows.values(), key=lambda f: len(f.packets)).audio()
+        to_customer = max(at_cust.flows.values(), key=lambda f: len(f.packets)).audio()
+        loud = to_agent[np.abs(to_agent) > 1000]
+        assert len(loud) > 8000, "the agent heard less than a second of the customer"
+        assert abs(dominant(to_agent) - CUSTOMER_HZ) < 20
+        assert abs(dominant(to_customer) - AGENT_HZ) < 20
+        result = daemon("agent.wrapup", agent="a1", code="sale")
+        assert result["contact_state"] == "done"
+        assert daemon("agent.status", agent="a1")["state"] == "ready"
+        attempts = daemon("report.attempts", campaign="sales")
+        assert len(attempts) == 1
+        a = attempts[0]
+        assert a["agent"] == "a1" and a["wrapup_code"] == "sale" and a["result"] == "answered"
+        assert a["bridged_at"] is not None
+        assert 0 <= a["answer_to_agent_ms"] < 300  # analysis off: bridged at the answer
+        history = [h["state"] for h in daemon("agent.history", agent="a1")]
+        assert history == ["ready", "on_call", "wrap_up", "ready"]
+        daemon("agent.logout", agent="a1")
+        assert daemon("agent.status", agent="a1")["state"] == "logged_out"
+        assert phone.wait(15) == 0, phone.errors()
+        assert carrier.wait(15) == 0, carrier.errors()
+    finally:
+        daemon.stop()
+        phone.stop()
+        carrier.stop()
+
+
+def test_no_free_agent_hears_the_safe_harbor_within_two_seconds(tmp_path: Path) -> None:
+    prompt = write_prompts(tmp_path)
+    phone = start_agent_phone(tmp_path, "a1")
+    carrier_tone = make_tone(tmp_path / "customer.ul", CUSTOMER_HZ, 1.0)
+    (tmp_path / "carrier").mkdir()
+    carrier = Sipp(
+        "answer.xml", keys={"audio": f"{carrier_tone},-1,0"}, duration_ms=500, calls=3
+    ).start(tmp_path / "carrier")
+    daemon = Daemon(
+        tmp_path, carrier.port, campaign("power", WRAPUP.format(ratio=3, wrap="30s")),
+        prompt, agents_config({"a1": phone.port}),
+    )  # fmt: skip
+    daemon.start()
+    try:
+        with RtpSniffer(carrier.media_port) as at_cust:
+            daemon("agent.login", agent="a1")
+            add_contacts(daemon, ["+12125550201", "+12125550202", "+12125550203"])
+            daemon("campaign.start", name="sales")
+            ledger = wait_for(
+                lambda: len(r := daemon("report.abandons", campaign="sales")) == 2 and r,
+                30, "two abandons in the ledger",
+            )  # fmt: skip
+            time.sleep(2.0)  # the safe-harbor message plays out
+            daemon("agent.hangup", agent="a1")
+        for entry in ledger:
+            started = np.datetime64(entry["message_started_at"][:26])
+            greeting_end = np.datetime64(entry["greeting_end_at"][:26])
+            assert (started - greeting_end) / np.timedelta64(1, "ms") < 2000
+        safe_flows = [f for f in at_cust.flows.values()
+                      if abs(dominant(f.audio()) - SAFE_HARBOR_HZ) < 20]  # fmt: skip
+        agent_flows = [f for f in at_cust.flows.values()
+                       if abs(dominant(f.audio()) - AGENT_HZ) < 20]  # fmt: skip
+        assert len(safe_flows) == 2 and len(agent_flows) == 1
+        for flow in safe_flows:
+            # On the wire: the message began within 2 s of the first packet
+            # of that call (the answer; analysis is off, so the greeting end).
+            first = flow.packets[0][0]
+            assert flow.first_audio_time(SAFE_HARBOR_HZ) - first < 2.0
+        attempts = daemon("report.attempts", campaign="sales")
+        results = sorted(a["result"] for a in attempts if a["result"])
+        assert results == ["abandoned", "abandoned", "answered"]
+        show = daemon("campaign.show", name="sales")
+        assert show["abandons_in_window"] == 2
+    finally:
+        daemon.stop()
+        phone.stop()
+        carrier.stop()
