@@ -243,11 +243,16 @@ class AgentCampaignRunner(CampaignRunner):
             self.name, utcnow(), max(20, 2 * len(free)), self._busy_contacts()
         )
         owner_key = self.cfg.dialing.owner_column
+        screened: set[int] = set()
         for agent in free:
             for candidate in due:
                 owner = (candidate.attributes.get(owner_key) or "").strip()
                 if candidate.contact_id in self._offered or owner not in ("", agent.id):
                     continue
+                if candidate.contact_id not in screened:
+                    screened.add(candidate.contact_id)
+                    if not await self._usable_numbers(candidate, agent):
+                        continue  # on the DNC list: skipped with its reason
                 self._offer(agent, candidate)
                 break
 
@@ -571,7 +576,10 @@ class AgentCampaignRunner(CampaignRunner):
     def _after_wrapup(
         self, call: AgentCall, rule: Any, options: WrapupOptions, now: datetime
     ) -> tuple[str, datetime | None]:
-        if options.dnc or rule is None or rule.final or rule.retry is None:
+        # A DNC entry is per number: the contact follows its code, and the
+        # dialler skips the number (a contact with no other number is skipped
+        # with the do-not-contact reason when it is next due).
+        if rule is None or rule.final or rule.retry is None:
             return "done", None
         live_attempts = self._attempts_of(call)
         if live_attempts >= self.cfg.max_attempts:

@@ -194,3 +194,73 @@ def test_no_free_agent_hears_the_safe_harbor_within_two_seconds(tmp_path: Path) 
         daemon.stop()
         phone.stop()
         carrier.stop()
+
+
+def offered(daemon: Daemon, agent: str = "a1") -> Any:
+    res = daemon("agent.status", agent=agent)["reservation"]
+    return res if res and res["kind"] == "preview" else None
+
+
+def test_preview_skip_accept_wrapup_codes_dnc_and_a_callback_to_its_agent(tmp_path: Path) -> None:
+    prompt = write_prompts(tmp_path)
+    phone = start_agent_phone(tmp_path, "a1")
+    carrier_tone = make_tone(tmp_path / "customer.ul", CUSTOMER_HZ, 1.0)
+    (tmp_path / "carrier").mkdir()
+    carrier = Sipp(
+        "hangup.xml", keys={"audio": f"{carrier_tone},-1,0"}, duration_ms=1200, calls=0
+    ).start(tmp_path / "carrier")
+    dialing = WRAPUP.format(ratio=1, wrap="30s") + "  skip_delay: 1h\n"
+    daemon = Daemon(tmp_path, carrier.port, campaign("preview", dialing), prompt,
+                    agents_config({"a1": phone.port}))  # fmt: skip
+    daemon.start()
+    a, b, c = "+12125550301", "+12125550302", "+12125550303"
+    try:
+        daemon("agent.login", agent="a1")
+        add_contacts(daemon, [a, b, c])
+        daemon("campaign.start", name="sales")
+
+        def take_call(expect: str, code: str, **extra: Any) -> dict[str, Any]:
+            wait_for(lambda: daemon("agent.status", agent="a1")["state"] == "wrap_up", 20,
+                     f"wrap-up after the call to {expect}")  # fmt: skip
+            assert daemon("agent.status", agent="a1")["call"]["number"] == expect
+            return dict(daemon("agent.wrapup", agent="a1", code=code, **extra))
+
+        first = wait_for(lambda: offered(daemon), 10, "a preview record")
+        assert first["numbers"] == [a]
+        daemon("agent.preview_skip", agent="a1")  # a: offered again in an hour
+        assert wait_for(lambda: offered(daemon), 10, "the next record")["numbers"] == [b]
+        daemon("agent.preview_accept", agent="a1")
+        done = take_call(b, "call_again")  # retry in 2 s
+        assert done["contact_state"] == "retry"
+        assert wait_for(lambda: offered(daemon), 10, "the record after")["numbers"] == [c]
+        daemon("agent.preview_accept", agent="a1")
+        assert take_call(c, "call_again", dnc=True)["dnc"] == c
+        assert daemon("dnc.check", number=c)["listed"] is True
+        # b is due again (2 s); c is due too but its only number is on the DNC list.
+        assert wait_for(lambda: offered(daemon), 10, "b again")["numbers"] == [b]
+        daemon("agent.preview_accept", agent="a1")
+        done = take_call(b, "call_again", callback="3s", mine=True)
+        assert done["contact_state"] == "callback" and done["callback"]["agent"] == "a1"
+        wrapped_at = time.monotonic()
+        # The callback is dialled for a1 at its time, without any accept.
+        wait_for(lambda: daemon("agent.status", agent="a1")["state"] == "on_call", 15,
+                 "the callback bridged to a1")  # fmt: skip
+        assert time.monotonic() - wrapped_at >= 2.9
+        take_call(b, "sale")
+        attempts = daemon("report.attempts", campaign="sales")
+        by_number: dict[str, list[dict[str, Any]]] = {}
+        for row in attempts:
+            by_number.setdefault(row["number"], []).append(row)
+        assert [r["wrapup_code"] for r in by_number[b]] == ["call_again", "call_again", "sale"]
+        assert [r["wrapup_code"] for r in by_number[c]] == ["call_again"]
+        assert a not in by_number  # skipped by the agent, never dialled
+        assert all(r["agent"] == "a1" for r in attempts)
+        callbacks = daemon("callback.list", campaign="sales")
+        assert [cb["state"] for cb in callbacks] == ["dialled"]
+        progress = daemon("campaign.show", name="sales")["progress"]
+        assert progress["skipped"] == 1  # c: do-not-contact
+        assert progress["done"] == 1 and progress["retry"] == 1  # b sold; a later
+    finally:
+        daemon.stop()
+        phone.stop()
+        carrier.stop()
