@@ -197,6 +197,16 @@ def _analysis_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     t.add_argument("files", nargs="+", type=Path)
 
 
+def _simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Listed here for `outdial --help`; main() hands everything after
+    # `simulate` to engine.voice.simulate_cli, which has its own parser.
+    sub.add_parser(
+        "simulate",
+        add_help=False,
+        help="compare pacing algorithms on a simulated campaign (outdial simulate --help)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="outdial", description="outdial outbound engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,10 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     add_ctl_parser(sub)
     _analysis_parsers(sub)
+    _simulate_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        from engine.voice.simulate_cli import simulate_main
+
+        return simulate_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
