@@ -6,7 +6,7 @@ waiting, the measured distributions, the abandon ledger); the loop calls it
 every 100-200 ms and places `Decision.dial` calls. No clock, no I/O, no
 randomness here.
 
-Predictive dialing (see `_risk_limited_calls`): for each forecast horizon t
+Predictive dialing (see `_RiskCurve.calls_within`): for each forecast horizon t
 (quantiles of the dial-to-answer time) it forecasts the agents free by
 t + 2 s (ready now, plus each busy agent's probability of being ready by then,
 from the talk and wrap-up distributions conditioned on the time already spent)
@@ -76,6 +76,9 @@ class PacingConfig:
     gently as it fills.
     `projection_s`: when the window has less than this much history, the
     live answers expected over the rest of it count in the denominator.
+    `warmup_outcomes`: predictive dials progressive 1:1 until this many calls
+    (and at least one per agent) have an outcome, so the first burst is not
+    paced on priors alone.
     """
 
     mode: DialMode
@@ -87,6 +90,7 @@ class PacingConfig:
     risk_gain: float = 2.0
     risk_floor: float = 0.3
     projection_s: float = 1800.0
+    warmup_outcomes: int = 30
 
     def __post_init__(self) -> None:
         if self.ratio <= 0 or self.max_ratio <= 0:
@@ -162,8 +166,9 @@ def _ratio_calls(ratio: float, ready: int, in_flight: int) -> int:
     return max(0, math.ceil(ratio * ready - 1e-9) - in_flight)
 
 
-def budget_used(config: PacingConfig, state: PacingState) -> float:
-    """The share of the window's abandon allowance that one more abandon would reach.
+def budget_used(config: PacingConfig, state: PacingState, pending: float = 0.0) -> float:
+    """The share of the window's abandon allowance that one more abandon would reach
+    (on top of `pending`, the abandons expected from calls already in flight).
 
     Allowance = target x live answers over the window; while the window has
     less than `projection_s` of history, the live answers the agents can take
@@ -177,55 +182,39 @@ def budget_used(config: PacingConfig, state: PacingState) -> float:
     allowance = config.abandon_target * live
     if allowance <= 0:
         return math.inf
-    return (state.abandons + 1.0) / allowance
+    return (state.abandons + pending + 1.0) / allowance
 
 
 def _predictive(config: PacingConfig, state: PacingState, room: int, ready: int) -> Decision:
     agents = len(state.agents)
     in_flight = len(state.ringing) + state.waiting
     floor = min(room, _ratio_calls(1.0, ready, in_flight))
-    used = budget_used(config, state)
+    if state.stats.outcomes < max(config.warmup_outcomes, agents):
+        reason = f"warming up ({state.stats.outcomes} outcomes measured): progressive 1:1"
+        return Decision(floor, (in_flight + floor) / agents, reason)
+    curve = _risk_curve(state)
+    # The abandons the calls already in flight are expected to cause count
+    # against the budget now: they can no longer be called back.
+    used = budget_used(config, state, curve.expected_short())
     if used >= 1.0:
-        reason = f"one more abandon would reach {used:.0%} of the target: progressive 1:1"
+        reason = f"abandons would reach {used:.0%} of the allowance: progressive 1:1"
         return Decision(floor, (in_flight + floor) / agents, reason, 0.0, used)
     share = max(config.risk_floor, config.risk_gain * (1.0 - used / config.backoff_at))
     risk = share * config.abandon_target
-    dial = max(floor, _risk_limited_calls(state, risk, room))
+    blocked = state.waiting > 0 and ready == 0
+    dial = max(floor, 0 if blocked else curve.calls_within(risk, room))
     reason = f"predictive: each call under {risk:.2%} risk of abandon"
     return Decision(dial, (in_flight + dial) / agents, reason, risk, used)
 
 
-def _risk_limited_calls(state: PacingState, risk: float, room: int) -> int:
-    """The number of new calls each carrying a risk of abandon (if answered) <= `risk`.
-
-    For the n-th new call answered at horizon t_k: it costs an abandon when the
-    answers by t_k (waiting, ringing, the n earlier new calls and itself) outnumber
-    the agents free by t_k + 2 s. Supply and demand are sums of independent
-    Bernoullis, their difference taken as normal with a continuity correction;
-    the risk is averaged over the equally likely horizons. It grows with n, so
-    an exponential then binary search finds the first n over the limit.
-    """
-    if room <= 0 or (state.waiting and not _any_ready(state)):
-        return 0
+def _risk_curve(state: PacingState) -> _RiskCurve:
+    """Forecast margins (agents free minus answers) at each horizon, before new calls."""
     free_mu, free_var = _supply(state, state.stats)
     ans_mu, ans_var = _demand(state, state.stats)
-    curve = _RiskCurve(
+    return _RiskCurve(
         (free_mu - ans_mu).tolist(), (free_var + ans_var).tolist(),
         state.stats.new_call_live.tolist(),
     )  # fmt: skip
-    if curve.risk(0) > risk:
-        return 0
-    ok, bad = 0, 1
-    while bad < room and curve.risk(bad) <= risk:
-        ok, bad = bad, 2 * bad
-    if bad >= room:
-        if curve.risk(room - 1) <= risk:
-            return room
-        bad = room - 1
-    while bad - ok > 1:
-        mid = (ok + bad) // 2
-        ok, bad = (mid, bad) if curve.risk(mid) <= risk else (ok, mid)
-    return bad
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +224,41 @@ class _RiskCurve:
     margin: list[float]
     variance: list[float]
     new_live: list[float]
+
+    def calls_within(self, risk: float, room: int) -> int:
+        """The number of new calls each carrying a risk of abandon (if answered) <= `risk`.
+
+        For the n-th new call answered at horizon t_k: it costs an abandon when
+        the answers by t_k (waiting, ringing, the n earlier new calls and itself)
+        outnumber the agents free by t_k + 2 s. Supply and demand are sums of
+        independent Bernoullis, their difference taken as normal with a
+        continuity correction; the risk is averaged over the equally likely
+        horizons. It grows with n: an exponential then binary search finds the
+        first n over the limit.
+        """
+        if room <= 0 or self.risk(0) > risk:
+            return 0
+        ok, bad = 0, 1
+        while bad < room and self.risk(bad) <= risk:
+            ok, bad = bad, 2 * bad
+        if bad >= room:
+            if self.risk(room - 1) <= risk:
+                return room
+            bad = room - 1
+        while bad - ok > 1:
+            mid = (ok + bad) // 2
+            ok, bad = (mid, bad) if self.risk(mid) <= risk else (ok, mid)
+        return bad
+
+    def expected_short(self) -> float:
+        """Expected answers left without an agent at the worst horizon: E[(answers - free)+]."""
+        worst = 0.0
+        for m, v in zip(self.margin, self.variance, strict=True):
+            sd = math.sqrt(v + 0.25)
+            z = (m - 0.5) / sd
+            pdf = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+            worst = max(worst, sd * pdf - (m - 0.5) * 0.5 * math.erfc(z / math.sqrt(2.0)))
+        return worst
 
     def risk(self, n: int) -> float:
         """P(abandon | answered) of a new call placed after n others (see above).
@@ -251,10 +275,6 @@ class _RiskCurve:
             worst = max(worst, 0.5 * math.erfc((m - n * q - 0.5) / (sd * math.sqrt(2.0))))
             total += worst
         return total / len(self.margin)
-
-
-def _any_ready(state: PacingState) -> bool:
-    return any(a.state is AgentState.READY for a in state.agents)
 
 
 def _supply(state: PacingState, snap: PacingSnapshot) -> tuple[FloatArray, FloatArray]:

@@ -42,13 +42,17 @@ class PacingPriors:
 
     Each prior counts as `weight` observations in the sliding windows, so it
     fades as real observations arrive and is negligible after a few hundred.
+    Talk is taken as exponential and wrap-up as lognormal; the defaults lean
+    slow (agents free later than they may), which under-dials for the first
+    minutes rather than abandons.
     """
 
     p_live: float = 0.15
     ring_mean_s: float = 12.0
     ring_sd_s: float = 6.0
-    talk_mean_s: float = 120.0
-    wrap_mean_s: float = 20.0
+    talk_mean_s: float = 180.0
+    wrap_mean_s: float = 45.0
+    wrap_sd_s: float = 15.0
     weight: float = 20.0
 
 
@@ -230,7 +234,7 @@ class PacingStats:
         self._outcomes = _SlidingHistogram(outcome_prior, RING_BIN_S, window)
         talk = _exponential_weights(p.talk_mean_s, TALK_BINS, SERVICE_BIN_S)
         self._talk = _SlidingHistogram(p.weight * talk[None, :], SERVICE_BIN_S, service_window)
-        wrap = _exponential_weights(p.wrap_mean_s, WRAP_BINS, SERVICE_BIN_S)
+        wrap = _lognormal_weights(p.wrap_mean_s, p.wrap_sd_s, WRAP_BINS, SERVICE_BIN_S)
         self._wrap = _SlidingHistogram(p.weight * wrap[None, :], SERVICE_BIN_S, service_window)
         self._cached: PacingSnapshot | None = None
         self._cached_at = -math.inf
