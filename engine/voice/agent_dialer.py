@@ -479,8 +479,10 @@ class AgentCampaignRunner(CampaignRunner):
         self.waiting.remove(live)
         self._abandon(live, "no agent free within connect_wait after the greeting")
 
-    def _abandon(self, live: AgentLiveCall, reason: str) -> None:
-        """Play the safe-harbor message, then hang up; the abandon is recorded."""
+    def _abandon(self, live: AgentLiveCall, reason: str, counted_live: bool = False) -> None:
+        """Play the safe-harbor message, then hang up; the abandon is recorded.
+        `counted_live`: the live answer is in the ledger already (it was
+        bridged, then the agent's leg dropped)."""
         live.abandoned = True
         live.analysis.result = CallResult.ABANDONED
         loop = asyncio.get_running_loop()
@@ -498,7 +500,10 @@ class AgentCampaignRunner(CampaignRunner):
         )
         started_ms = round((now - answered).total_seconds() * 1000) + 20
         live.analysis.message_started_ms = started_ms
-        self.ledger.on_live_answer(time.time(), abandoned=True)
+        if counted_live:
+            self.ledger._abandons.append(time.time())
+        else:
+            self.ledger.on_live_answer(time.time(), abandoned=True)
         self.store.update_attempt(live.attempt_id, message_started_ms=started_ms)
         self._spawn(
             self._ledger_write(live, answered, greeting_end, now + timedelta(milliseconds=20),
@@ -527,7 +532,8 @@ class AgentCampaignRunner(CampaignRunner):
         if isinstance(live, AgentLiveCall) and not call.ended:
             if call.bridge is not None:
                 call.bridge.unbridge()
-            self._abandon(live, f"agent {agent.id}: {why}")
+            live.agent_call = None  # the attempt ends as abandoned, with its retry rule
+            self._abandon(live, f"agent {agent.id}: {why}", counted_live=True)
 
     def hangup_customer(self, call: AgentCall) -> None:
         live = self.calls.get(call.attempt_id)

@@ -584,3 +584,119 @@ def test_format_duration_rejects_negative_and_infinite() -> None:
 def test_duration_round_trip(ms: int) -> None:
     seconds = ms / 1000
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, abs=1e-9)
+
+
+# --- agents and agent campaigns ---------------------------------------------------------
+
+AGENTS = """\
+agents:
+  - id: ana
+    name: Ana Silva
+    password: s3cret
+    campaigns: [sales]
+  - id: bo
+    uri: sip:bo@10.0.0.7:5062
+registrar:
+  realm: acme
+  min_expires: 120
+"""
+
+
+def test_agents_and_registrar_parse(tmp_path: Path) -> None:
+    path = write(tmp_path / "outdial.yaml", DAEMON + AGENTS)
+    cfg = load_config(path)
+    ana, bo = cfg.agents["ana"], cfg.agents["bo"]
+    assert (ana.name, ana.username, ana.password, ana.campaigns) == (
+        "Ana Silva", "ana", "s3cret", ("sales",))  # fmt: skip
+    assert bo.uri is not None and (bo.uri.host, bo.uri.port) == ("10.0.0.7", 5062)
+    assert bo.password is None and bo.campaigns == ()
+    assert (cfg.registrar.realm, cfg.registrar.min_expires, cfg.registrar.max_expires) == (
+        "acme", 120, 3600)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("    password: s3cret\n", "", "agents[0].password", "needs a password"),
+        ("  - id: bo\n", "  - id: ana\n", "agents[1].id", "duplicate agent 'ana'"),
+        ("  - id: bo\n", "  - id: bo\n    username: ana\n", "agents[1].username", "already used"),
+        ("  - id: ana\n", "  - id: 'a b'\n", "agents[0].id", "letters, digits"),
+        ("    uri: sip:bo@10.0.0.7:5062", "    uri: tel:+1555", "agents[1].uri", "sip: URI"),
+        ("    campaigns: [sales]", "    campaigns: sales", "agents[0].campaigns", "a list"),
+        ("  min_expires: 120", "  min_expires: 120\n  max_expires: 60", "registrar.max_expires",
+         "at least min_expires"),
+    ],
+)  # fmt: skip
+def test_agent_config_errors_are_located(
+    tmp_path: Path, old: str, new: str, field: str, words: str
+) -> None:
+    assert old in AGENTS
+    text = DAEMON + AGENTS.replace(old, new, 1)
+    path = write(tmp_path / "outdial.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.field == field, str(info.value)
+    assert words in str(info.value)
+    assert info.value.line is not None and info.value.line > DAEMON.count("\n")
+
+
+AGENT_CAMPAIGN = (
+    CAMPAIGN.replace("mode: agentless", "mode: predictive")
+    + """\
+safe_harbor: welcome.wav
+dialing:
+  abandon_target: 2.5%
+  jurisdiction: uk
+  connect_wait: 1.2s
+  wrapup_timeout: 45s
+  wrapup_codes:
+    - code: sale
+      description: Sold
+    - code: later
+      retry: 1d
+  default_wrapup: sale
+"""
+)
+
+
+def test_agent_campaign_parses_dialing_and_wrapup(config: DaemonConfig) -> None:
+    c = load_campaign(write(config.campaigns_dir / "spring.yaml", AGENT_CAMPAIGN), config)
+    d = c.dialing
+    assert c.with_agents and c.safe_harbor is not None
+    assert (d.abandon_target, d.jurisdiction, d.connect_wait, d.wrapup_timeout) == (
+        0.025, "uk", 1.2, 45.0)  # fmt: skip
+    assert d.abandon_window == 86400.0  # Ofcom: 24 h
+    sale, later = d.wrapup_codes
+    assert (sale.final, sale.retry, later.final, later.retry) == (True, None, False, 86400.0)
+    assert d.code("later") is later and d.code("nope") is None
+    assert campaign_definition(c)["dialing"]["wrapup_codes"][1]["retry"] == 86400.0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("  abandon_target: 2.5%", "  abandon_target: 5%", "dialing.abandon_target",
+         "above the legal limit of 3% for UK"),
+        ("  abandon_target: 2.5%", "  abandon_target: lots", "dialing.abandon_target",
+         "a percentage"),
+        ("  connect_wait: 1.2s", "  connect_wait: 2s", "dialing.connect_wait",
+         "64.1200(a)(7)"),
+        ("  jurisdiction: uk", "  jurisdiction: fr", "dialing.jurisdiction", "us"),
+        ("  default_wrapup: sale", "  default_wrapup: gone", "dialing.default_wrapup",
+         "no wrap-up code 'gone'"),
+        ("      retry: 1d", "      retry: 1d\n      final: true", "dialing.wrapup_codes[1].retry",
+         "never retried"),
+        ("    - code: later", "    - code: sale", "dialing.wrapup_codes[1].code", "duplicate"),
+        ("safe_harbor: welcome.wav\n", "", "safe_harbor", "no agent is free"),
+    ],
+)  # fmt: skip
+def test_agent_campaign_errors_are_located(
+    config: DaemonConfig, old: str, new: str, field: str, words: str
+) -> None:
+    assert old in AGENT_CAMPAIGN
+    text = AGENT_CAMPAIGN.replace(old, new, 1)
+    path = write(config.campaigns_dir / "spring.yaml", text)
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path, config)
+    assert info.value.field == field, str(info.value)
+    assert words in str(info.value)
