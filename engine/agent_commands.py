@@ -7,10 +7,15 @@ or skip a preview record, status, and the state history.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import BadRequest, InvalidState
+from carriers.sip.errors import SipParseError
+from carriers.sip.message import SipURI
+from carriers.sip.parser import parse_uri
+from engine.config import AGENT_ID_RE, AgentConfig
+from engine.errors import BadRequest, Conflict, InvalidState
 from engine.voice.agent_dialer import AgentCampaignRunner
 from engine.voice.agents import Agent, AgentPool, WrapupOptions
 
@@ -86,6 +91,69 @@ async def agent_wrapup(
         raise BadRequest("mine: only with a callback time")
     options = WrapupOptions(callback_at=when, callback_mine=mine, dnc=dnc)
     return await pool.wrapup(agent, code, options)
+
+
+def _agent_config(
+    agent: str, name: str | None, username: str | None, password: str | None,
+    uri: str | None, campaigns: list[str] | None,
+) -> AgentConfig:  # fmt: skip
+    if not AGENT_ID_RE.fullmatch(agent):
+        raise BadRequest(f"agent: expected letters, digits, '_', '.', '-' (max 64), got {agent!r}")
+    sip_uri = None
+    if uri is not None:
+        try:
+            parsed = parse_uri(uri)
+        except SipParseError as exc:
+            raise BadRequest(f"uri: not a SIP URI ({exc})") from None
+        if not isinstance(parsed, SipURI):
+            raise BadRequest(f"uri: expected a sip: URI, got {uri!r}")
+        sip_uri = parsed
+    if sip_uri is None and not password:
+        raise BadRequest("password: a phone that registers needs a password (or give uri)")
+    return AgentConfig(
+        id=agent, name=name or agent, username=username or agent, password=password,
+        uri=sip_uri, campaigns=tuple(campaigns or ()),
+    )  # fmt: skip
+
+
+async def agent_add(
+    app: App,
+    agent: str,
+    name: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    uri: str | None = None,
+    campaigns: list[str] | None = None,
+) -> dict[str, Any]:
+    """Add an agent (stored; the daemon config's agents are not changed)."""
+    pool = _pool_any(app)
+    cfg = _agent_config(agent, name, username, password, uri, campaigns)
+    if cfg.id in pool.agents or any(
+        a.config.username == cfg.username for a in pool.agents.values()
+    ):
+        raise Conflict(f"agent {cfg.id!r} or username {cfg.username!r} exists")
+    await app.store.add_agent_account(
+        id=cfg.id, name=cfg.name, username=cfg.username, password=cfg.password, uri=uri,
+        campaigns=json.dumps(list(cfg.campaigns)), created_at=datetime.now(UTC),
+    )  # fmt: skip
+    return pool.add(cfg).describe(pool.loop.time())
+
+
+async def agent_remove(app: App, agent: str) -> dict[str, Any]:
+    """Remove an agent added by command (config agents live in the config file)."""
+    pool = _pool_any(app)
+    pool.get(agent)
+    if agent in app.config.agents:
+        raise InvalidState(f"agent {agent!r} is defined in the daemon config; remove it there")
+    pool.remove(agent)
+    await app.store.remove_agent_account(agent)
+    return {"agent": agent, "removed": True}
+
+
+def _pool_any(app: App) -> AgentPool:
+    if app.agents is None:
+        raise InvalidState("the daemon runs without an agent pool")
+    return app.agents
 
 
 def _preview_runner(app: App, agent: Agent) -> AgentCampaignRunner:

@@ -478,6 +478,13 @@ COMMANDS: dict[str, Command] = _commands(
     Command("agent.login", ac.agent_login, (_AGENT, Arg("not_ready", "bool",
             help="log in not ready")), "call the agent's phone and keep the leg up"),
     Command("agent.logout", ac.agent_logout, (_AGENT,), "hang up the agent's leg"),
+    Command("agent.add", ac.agent_add, (
+        _AGENT, Arg("name", "str"), Arg("username", "str", help="digest user (default: id)"),
+        Arg("password", "str", help="digest password of the phone"),
+        Arg("uri", "str", help="static SIP URI of a phone that does not register"),
+        Arg("campaigns", "str_list", help="campaigns the agent may work (default: any)"),
+    ), "add an agent (stored)"),
+    Command("agent.remove", ac.agent_remove, (_AGENT,), "remove an agent added by command"),
     Command("agent.ready", ac.agent_ready, (_AGENT,), "ready for calls"),
     Command("agent.not_ready", ac.agent_not_ready,
             (_AGENT, Arg("reason", "str", True, "reason code")), "not ready, with a reason"),

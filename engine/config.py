@@ -325,7 +325,7 @@ def load_trunks(path: str | Path) -> dict[str, TrunkConfig]:
 
 # --- agents -------------------------------------------------------------------------
 
-_AGENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+AGENT_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +374,7 @@ def _agent(file: str, node: yaml.Node, index: int) -> AgentConfig:
     m = _Node(file, node, f"agents[{index}]")
     m.check_keys(_AGENT_FIELDS)
     agent_id = str(m.scalar("id", str, required=True))
-    if not _AGENT_ID_RE.fullmatch(agent_id):
+    if not AGENT_ID_RE.fullmatch(agent_id):
         raise m.error("id", f"expected letters, digits, '_', '.', '-' (max 64), got {agent_id!r}")
     uri = None
     raw_uri = m.scalar("uri", str)

@@ -62,6 +62,19 @@ def add_agent_parsers(sub: SubParsers) -> None:
         ("hangup", "agent.hangup", "end the customer call (the agent goes to wrap-up)"),
     ):
         _leaf(asub, action, text, one(cmd)).add_argument("agent")
+    p = _leaf(asub, "add", "add an agent (stored; the config file is not changed)",
+              lambda a: CtlRequest("agent.add", _drop_none(
+                  agent=a.agent, name=a.name, username=a.username, password=a.password,
+                  uri=a.uri, campaigns=a.campaign), _show_mapping))  # fmt: skip
+    p.add_argument("agent")
+    p.add_argument("--name")
+    p.add_argument("--username", help="digest user of the phone (default: the id)")
+    p.add_argument("--password", help="digest password of the phone")
+    p.add_argument("--uri", help="static SIP URI of a phone that does not register")
+    p.add_argument("--campaign", action="append", help="a campaign they may work (repeat)")
+    _leaf(asub, "remove", "remove an agent added by command", one("agent.remove")).add_argument(
+        "agent"
+    )
     p = _leaf(asub, "not-ready", "not ready, with a reason code",
               lambda a: CtlRequest("agent.not_ready", {"agent": a.agent, "reason": a.reason},
                                    _show_mapping))  # fmt: skip

@@ -23,7 +23,7 @@ from engine.bus import EventBus
 from engine.config import DaemonConfig
 from engine.control import ControlServer
 from engine.store import Store
-from engine.voice.agents import AgentPool, agent_locator
+from engine.voice.agents import AgentPool, agent_locator, stored_agents
 from engine.voice.campaigns import CampaignManager
 from engine.voice.telephony import Telephony
 
@@ -61,7 +61,7 @@ async def run_daemon(config: DaemonConfig) -> int:
     store = await Store.open(config.store_url)
     tel = await Telephony.open(config.sip_host, config.sip_port, config.rtp_ports, config.trunks)
     bus = EventBus()
-    agents = AgentPool(config.agents, tel, store, bus, agent_locator(tel))
+    agents = AgentPool(await stored_agents(store, config), tel, store, bus, agent_locator(tel))
     stale = await agents.log_out_stale()
     if stale:
         log.warning("agents left logged in by the last run are logged out", count=stale)

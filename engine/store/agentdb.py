@@ -9,10 +9,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
+from engine.errors import Conflict
 from engine.store.queries import iso
-from engine.store.schema import abandons, agent_states, attempts, callbacks, campaigns
+from engine.store.schema import (
+    abandons,
+    agent_accounts,
+    agent_states,
+    attempts,
+    callbacks,
+    campaigns,
+)
 
 # Answers that reached a live person (the denominator of 47 CFR
 # 64.1200(a)(7)): answered, and AMD (when on) did not call it a machine, fax
@@ -152,3 +160,28 @@ def callbacks_of(conn: Connection, campaign: str | None, state: str | None) -> l
     if state is not None:
         query = query.where(callbacks.c.state == state)
     return [{k: iso(v) for k, v in r.items()} for r in conn.execute(query).mappings()]
+
+
+def add_agent_account(conn: Connection, values: dict[str, Any]) -> None:
+    taken = conn.execute(
+        select(agent_accounts.c.id).where(
+            or_(agent_accounts.c.id == values["id"],
+                agent_accounts.c.username == values["username"])
+        )
+    ).first()  # fmt: skip
+    if taken is not None:
+        raise Conflict(
+            f"an agent with id {values['id']!r} or username {values['username']!r} exists"
+        )
+    conn.execute(insert(agent_accounts).values(**values))
+
+
+def remove_agent_account(conn: Connection, agent_id: str) -> bool:
+    return bool(
+        conn.execute(delete(agent_accounts).where(agent_accounts.c.id == agent_id)).rowcount
+    )
+
+
+def agent_accounts_of(conn: Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(select(agent_accounts).order_by(agent_accounts.c.id)).mappings()
+    return [dict(r) for r in rows]

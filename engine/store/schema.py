@@ -215,6 +215,22 @@ agent_states = Table(
     Index("ix_agent_states_agent_at", "agent", "at"),
 )
 
+# Agents added through the command layer (the daemon config's `agents:` are
+# not copied here). The password is what their phone's digest answers are
+# checked against, like the config file holds it: protect the store as the
+# config is protected.
+agent_accounts = Table(
+    "agent_accounts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password", String(200)),
+    Column("uri", String(500)),
+    Column("campaigns", Text, nullable=False, server_default="[]"),  # JSON list
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
 # The abandon ledger: one row per call answered by a person that no agent
 # took in time (47 CFR 64.1200(a)(7); Ofcom's persistent-misuse statement).
 abandons = Table(

@@ -474,6 +474,20 @@ class Store:
     async def last_agent_states(self) -> dict[str, str]:
         return await self._writer.run(agentdb.last_agent_states)
 
+    async def add_agent_account(self, **values: Any) -> None:
+        """Store an agent added by command (Conflict if the id or username exists)."""
+        await self._writer.write_wait(
+            partial(agentdb.add_agent_account, values=values), "add_agent_account"
+        )
+
+    async def remove_agent_account(self, agent_id: str) -> bool:
+        return await self._writer.write_wait(
+            partial(agentdb.remove_agent_account, agent_id=agent_id), "remove_agent_account"
+        )
+
+    async def agent_accounts(self) -> list[dict[str, Any]]:
+        return await self._writer.run(agentdb.agent_accounts_of)
+
     async def record_abandon(self, **values: Any) -> int:
         """Write an abandon to the ledger; returns its id once committed."""
         for name in ("answered_at", "greeting_end_at", "at"):

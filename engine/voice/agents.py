@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,11 +31,12 @@ from typing import Any, Protocol
 
 from carriers.sip.events import CallAnswered, CallEnded
 from carriers.sip.message import SipURI
+from carriers.sip.parser import parse_uri
 from carriers.sip.transaction import Target
 from carriers.sip.transport import CallEvent, CallHandle
 from engine.bus import EventBus
-from engine.config import AgentConfig
-from engine.errors import BadRequest, InvalidState, NotFound
+from engine.config import AgentConfig, DaemonConfig
+from engine.errors import BadRequest, Conflict, InvalidState, NotFound
 from engine.store import Store
 from engine.voice.bridge import Bridge
 from engine.voice.telephony import MediaLeg, Telephony
@@ -166,6 +168,23 @@ def agent_locator(tel: Telephony) -> Locator:
     return locate
 
 
+async def stored_agents(store: Store, config: DaemonConfig) -> dict[str, AgentConfig]:
+    """The config's agents and those added by command; the config wins a clash."""
+    out = dict(config.agents)
+    users = {a.username for a in out.values()}
+    for row in await store.agent_accounts():
+        if row["id"] in out or row["username"] in users:
+            log.warning("stored agent %s ignored: the daemon config defines it", row["id"])
+            continue
+        uri = parse_uri(row["uri"]) if row["uri"] else None
+        out[row["id"]] = AgentConfig(
+            id=row["id"], name=row["name"], username=row["username"], password=row["password"],
+            uri=uri if isinstance(uri, SipURI) else None,
+            campaigns=tuple(json.loads(row["campaigns"] or "[]")),
+        )  # fmt: skip
+    return out
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -215,6 +234,26 @@ class AgentPool:
     def claim(self, campaign: str) -> Agent | None:
         free = self.free(campaign)
         return free[0] if free else None
+
+    def add(self, config: AgentConfig) -> Agent:
+        """A new agent (added through the command layer)."""
+        if config.id in self.agents:
+            raise Conflict(f"agent {config.id!r} exists")
+        taken = next(
+            (a for a in self.agents.values() if a.config.username == config.username), None
+        )
+        if taken is not None:
+            raise Conflict(f"username {config.username!r} is agent {taken.id!r}'s")
+        agent = self.agents[config.id] = Agent(config)
+        self.bus.publish("agent.added", agent=config.id)
+        return agent
+
+    def remove(self, agent_id: str) -> None:
+        agent = self.get(agent_id)
+        if agent.state is not AgentState.LOGGED_OUT or agent.handle is not None:
+            raise InvalidState(f"agent {agent_id!r} is logged in: log them out first")
+        del self.agents[agent_id]
+        self.bus.publish("agent.removed", agent=agent_id)
 
     # ------------------------------------------------------------ transitions
 

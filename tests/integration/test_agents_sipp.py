@@ -410,3 +410,34 @@ def test_analysis_on_a_person_goes_to_the_agent_a_machine_never_does(tmp_path: P
         daemon.stop()
         phone.stop()
         carrier.stop()
+
+
+def test_agents_added_by_command_are_stored_and_survive_a_restart(tmp_path: Path) -> None:
+    prompt = write_prompts(tmp_path)
+    phone = start_agent_phone(tmp_path, "cmd")
+    daemon = Daemon(tmp_path, 9, campaign("progressive"), prompt, agents_config({"a1": 9}))
+    daemon.start()
+    try:
+        added = daemon("agent.add", agent="b2", name="Bea", uri=f"sip:b2@127.0.0.1:{phone.port}",
+                       campaigns=["sales"])  # fmt: skip
+        assert added["state"] == "logged_out" and added["campaigns"] == ["sales"]
+        with pytest.raises(Exception, match="exists"):
+            daemon("agent.add", agent="b2", password="x")
+        with pytest.raises(Exception, match="needs a password"):
+            daemon("agent.add", agent="c3")
+        with pytest.raises(Exception, match="daemon config"):
+            daemon("agent.remove", agent="a1")
+        daemon.stop()
+        daemon.start()
+        assert {a["agent"] for a in daemon("agent.status")} == {"a1", "b2"}
+        assert daemon("agent.login", agent="b2")["state"] == "ready"  # its static phone answers
+        with pytest.raises(Exception, match="log them out first"):
+            daemon("agent.remove", agent="b2")
+        daemon("agent.logout", agent="b2")
+        assert daemon("agent.remove", agent="b2")["removed"] is True
+        daemon.stop()
+        daemon.start()
+        assert {a["agent"] for a in daemon("agent.status")} == {"a1"}
+    finally:
+        daemon.stop()
+        phone.stop()

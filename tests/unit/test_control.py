@@ -912,7 +912,7 @@ def test_registry_covers_the_issue() -> None:
         "campaign.pause", "campaign.resume", "campaign.stop", "contacts.import",
         "contacts.add", "contacts.export", "dnc.add", "dnc.remove", "dnc.check",
         "dnc.import", "report.summary", "report.attempts", "report.abandons",
-        "agent.login", "agent.logout", "agent.ready", "agent.not_ready", "agent.hangup",
+        "agent.login", "agent.logout", "agent.add", "agent.remove", "agent.ready", "agent.not_ready", "agent.hangup",
         "agent.wrapup", "agent.preview_accept", "agent.preview_skip", "agent.status",
         "agent.history", "callback.list",
     }  # fmt: skip

@@ -1,5 +1,6 @@
 """Agents: attempt columns for the agent who took the call and the wrap-up;
-agent state history, the abandon ledger, and scheduled callbacks.
+agent state history, agents added by command, the abandon ledger, and
+scheduled callbacks.
 
 Revision ID: 0003
 Revises: 0002
@@ -45,6 +46,16 @@ def upgrade() -> None:
     )
     op.create_index("ix_agent_states_agent_at", "agent_states", ["agent", "at"])
     op.create_table(
+        "agent_accounts",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("username", sa.String(64), nullable=False, unique=True),
+        sa.Column("password", sa.String(200)),
+        sa.Column("uri", sa.String(500)),
+        sa.Column("campaigns", sa.Text(), nullable=False, server_default="[]"),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
         "abandons",
         sa.Column("id", BigId, primary_key=True),
         sa.Column("campaign", sa.String(200), nullable=False),
@@ -83,7 +94,7 @@ def downgrade() -> None:
         ("ix_agent_states_agent_at", "agent_states"),
     ):
         op.drop_index(index, table)
-    for table in ("callbacks", "abandons", "agent_states"):
+    for table in ("callbacks", "abandons", "agent_accounts", "agent_states"):
         op.drop_table(table)
     with op.batch_alter_table("attempts") as batch:
         for name, _ in reversed(ATTEMPT_COLUMNS):
