@@ -88,7 +88,7 @@ class PacingConfig:
     window_s: float = 30 * 86400.0
     backoff_at: float = 0.6
     risk_gain: float = 2.0
-    risk_floor: float = 0.3
+    risk_floor: float = 0.1
     projection_s: float = 1800.0
     warmup_outcomes: int = 30
 
@@ -179,7 +179,9 @@ def budget_used(config: PacingConfig, state: PacingState, pending: float = 0.0) 
     missing = min(config.projection_s, config.window_s) - state.window_covered_s
     if missing > 0:
         live += missing * len(state.agents) / max(state.stats.cycle_s, 1.0)
-    allowance = config.abandon_target * live
+    # The window slides: the answers in it later may be fewer than now
+    # (Poisson noise), so the allowance is taken two standard deviations low.
+    allowance = config.abandon_target * max(0.0, live - 2.0 * math.sqrt(live))
     if allowance <= 0:
         return math.inf
     return (state.abandons + pending + 1.0) / allowance
