@@ -543,7 +543,11 @@ class ToneAnalyzer:
 
     def feed(self, frame: NDArray[Any], t: float) -> list[ToneEvent]:
         """Feed one frame starting at `t`; returns the events it completed."""
-        fa = analyze_frame(frame)
+        return self.feed_analysis(analyze_frame(frame), t)
+
+    def feed_analysis(self, fa: FrameAnalysis, t: float) -> list[ToneEvent]:
+        """`feed` on a frame already analysed (`dsp.goertzel.analyze_frames`
+        analyses many calls' frames at once)."""
         events = []
         for detector in self.detectors:
             event = detector.feed_analysis(fa, t)

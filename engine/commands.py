@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import agent_commands as ac
+from engine import media_commands as mc
 from engine.config import ConfigError
 from engine.errors import BadRequest, NotFound, OutdialError
 
@@ -433,6 +434,8 @@ def _commands(*commands: Command) -> dict[str, Command]:
 
 COMMANDS: dict[str, Command] = _commands(
     Command("status", status, (), "daemon status"),
+    Command("media.stats", mc.media_stats, (Arg("reset", "bool", help="start a new window"),),
+            "media clock lateness and RTP loss; reset starts a new window"),
     Command("campaign.list", campaign_list, (), "list campaigns"),
     Command("campaign.show", campaign_show, (_NAME,), "show one campaign"),
     Command("campaign.load", campaign_load, (Arg("path", "path", True, "campaign YAML file"),),

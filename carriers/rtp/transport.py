@@ -21,7 +21,7 @@ import numpy.typing as npt
 from carriers.rtp.errors import RtpError
 from carriers.rtp.session import FRAME_SAMPLES, RtpSession
 
-__all__ = ["FrameHandler", "MediaClock", "PortAllocator", "RtpEndpoint"]
+__all__ = ["FrameHandler", "MediaClock", "PortAllocator", "RtpEndpoint", "current_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,17 @@ class RtpEndpoint:
         return self._protocol.errors
 
 
+_current: RtpEndpoint | None = None
+
+
+def current_endpoint() -> RtpEndpoint | None:
+    """The endpoint whose frame handler the media clock is running now (None
+    outside a handler). With `RtpEndpoint.last_frame`, already set for every
+    endpoint of the tick, it lets per-call code that sees only its frame
+    batch work across calls (`engine.voice.analysis_batch`)."""
+    return _current
+
+
 class MediaClock:
     """One shared 20 ms clock for every call.
 
@@ -207,6 +218,10 @@ class MediaClock:
     def active(self) -> int:
         """Number of registered endpoints."""
         return len(self._handlers)
+
+    def sessions(self) -> list[RtpSession]:
+        """The sessions of the registered endpoints (for statistics)."""
+        return [endpoint.session for endpoint in self._handlers]
 
     @property
     def running(self) -> bool:
@@ -294,7 +309,9 @@ class MediaClock:
     def _call(
         self, entry: tuple[RtpEndpoint, FrameHandler], frame: npt.NDArray[np.int16]
     ) -> npt.NDArray[np.int16] | None:
+        global _current
         endpoint, handler = entry
+        _current = endpoint
         try:
             out = handler(endpoint, frame)
         except Exception:
@@ -302,6 +319,8 @@ class MediaClock:
             self.handler_errors += 1
             log.exception("media handler failed for RTP port %d", endpoint.local_port)
             return None
+        finally:
+            _current = None
         if out is not None and np.shape(out) != (FRAME_SAMPLES,):
             self.handler_errors += 1
             log.error("media handler returned shape %s, need (160,)", np.shape(out))

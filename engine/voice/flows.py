@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from carriers.sip.outcome import CallResult
 from dsp.amd import AmdDecision, AmdResult, make_amd
 from dsp.tones import ToneAnalyzer, ToneEvent
+from engine.voice.analysis_batch import SHARED
 
 if TYPE_CHECKING:
     from engine.campaign_config import AmdConfig
@@ -127,7 +128,8 @@ class AnalysisFlow:
         t = self.t
         self.t += FRAME / 8000
         if self.stage in (_Stage.LISTENING, _Stage.WAITING_BEEP):
-            for event in self.tones.feed(received, t):
+            # The frame's spectrum comes from one analysis of every call's frame this tick.
+            for event in self.tones.feed_analysis(SHARED.analyze(received), t):
                 self._on_tone(event, t)
         if self.stage is _Stage.LISTENING:
             decision = self.detector.feed(received, t)
@@ -198,7 +200,7 @@ class EarlyMediaWatch:
         self.t += FRAME / 8000
         if self.on_verdict is None:
             return None
-        for event in self.tones.feed(received, t):
+        for event in self.tones.feed_analysis(SHARED.analyze(received), t):
             verdict = _EARLY_VERDICTS.get(event.kind)
             if verdict is not None:
                 report, self.on_verdict = self.on_verdict, None

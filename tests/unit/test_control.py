@@ -914,7 +914,7 @@ def test_registry_covers_the_issue() -> None:
         "dnc.import", "report.summary", "report.attempts", "report.abandons",
         "agent.login", "agent.logout", "agent.add", "agent.remove", "agent.ready", "agent.not_ready", "agent.hangup",
         "agent.wrapup", "agent.preview_accept", "agent.preview_skip", "agent.status",
-        "agent.history", "callback.list",
+        "agent.history", "callback.list", "media.stats",
     }  # fmt: skip
     assert set(COMMANDS) == expected
     for name, command in COMMANDS.items():
