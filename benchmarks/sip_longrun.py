@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import sip_load
+from carriers.rtp.session import RtpSession
 from carriers.rtp.transport import MediaClock
 
 
@@ -83,7 +84,9 @@ class TimedClock(MediaClock):
         usage = resource.getrusage(resource.RUSAGE_SELF)
         CLOCKS.append(
             {
-                "step_us_per_call_frame": round(1e6 * self.step_seconds / max(1, self.step_calls), 3),
+                "step_us_per_call_frame": round(
+                    1e6 * self.step_seconds / max(1, self.step_calls), 3
+                ),
                 "minflt": usage.ru_minflt - self.faults0,
                 "gc_count": list(GC.count),
                 "gc_ms": [round(1000 * s, 1) for s in GC.seconds],
@@ -107,10 +110,27 @@ def _caches() -> dict[str, int]:
 CLOCKS: list[dict[str, Any]] = []
 
 
+def _step_before_fix(self: MediaClock, now: float) -> None:
+    """MediaClock._step as it was before the fix: RtpSession.send_frames holds
+    one datagram list per call at once (for A/B runs, --send-frames)."""
+    entries = self._active_entries()
+    if not entries:
+        return
+    self.frames += 1
+    sessions = [endpoint.session for endpoint, _ in entries]
+    received = RtpSession.receive_frames(sessions, now)
+    for (endpoint, _), frame in zip(entries, received, strict=True):
+        endpoint.last_frame = frame
+    outgoing = [self._call(entry, frame) for entry, frame in zip(entries, received, strict=True)]
+    packets = RtpSession.send_frames(sessions, outgoing)
+    for (endpoint, _), datagrams in zip(entries, packets, strict=True):
+        endpoint.send(datagrams)
+
+
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     workdir = Path(tempfile.mkdtemp(prefix="outdial-longrun-"))
     sip_load.MediaClock = TimedClock  # type: ignore[misc]
-    port = 40000
+    port = args.sip_port
     steps = []
     previous: Counter[str] | None = None
     for n in args.steps:
@@ -140,7 +160,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp", type=float, default=100.0)
     parser.add_argument("--hold", type=float, default=5.0)
     parser.add_argument("--asyncio", action="store_true", help="plain asyncio, not uvloop")
+    parser.add_argument(
+        "--send-frames", action="store_true", help="the media clock's send path before the fix"
+    )
+    parser.add_argument("--rtp-ports", default="30000-38000", help="our RTP port range")
+    parser.add_argument("--sip-port", type=int, default=40000, help="SIPp's first port")
     args = parser.parse_args(argv)
+    low, high = (int(x) for x in args.rtp_ports.split("-"))
+    sip_load.RTP_PORTS = range(low, high)
+    if args.send_frames:
+        MediaClock._step = _step_before_fix  # type: ignore[method-assign]
     args.steps = [int(x) for x in args.steps.split(",") if x]
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -403,6 +403,21 @@ class RtpSession:
         sessions: Sequence[RtpSession], outgoing: Sequence[Pcm | None]
     ) -> list[list[bytes]]:
         """``send_frame`` for many sessions, encoding with one lookup per codec."""
+        encoded = RtpSession.encode_frames(sessions, outgoing)
+        return [
+            session.send_payload(payload)
+            for session, payload in zip(sessions, encoded, strict=True)
+        ]
+
+    @staticmethod
+    def encode_frames(
+        sessions: Sequence[RtpSession], outgoing: Sequence[Pcm | None]
+    ) -> list[bytes | None]:
+        """The encoding half of ``send_frames``: session i's G.711 payload, or
+        None where ``outgoing[i]`` is None (comfort silence); ``send_payload``
+        packetises it. The media clock packetises and sends one session at a
+        time, so that a tick does not hold one list per call at once (which,
+        past ~700 calls, started a garbage collection on every tick)."""
         present = [i for i, pcm in enumerate(outgoing) if pcm is not None]
         frames = [pcm for pcm in outgoing if pcm is not None]
         encoded: list[bytes | None] = [None] * len(sessions)
@@ -413,10 +428,11 @@ class RtpSession:
             codes = _encode_rows([sessions[i] for i in present], block).tobytes()
             for row, index in enumerate(present):
                 encoded[index] = codes[row * FRAME_SAMPLES : (row + 1) * FRAME_SAMPLES]
-        return [
-            session._send_payload(session._silence_payload if payload is None else payload)
-            for session, payload in zip(sessions, encoded, strict=True)
-        ]
+        return encoded
+
+    def send_payload(self, payload: bytes | None) -> list[bytes]:
+        """Packetise one payload from ``encode_frames`` (None: comfort silence)."""
+        return self._send_payload(self._silence_payload if payload is None else payload)
 
 
 def _codec_groups(sessions: Sequence[RtpSession]) -> list[tuple[_Codec, list[int] | None]]:

@@ -302,9 +302,12 @@ class MediaClock:
         outgoing = [
             self._call(entry, frame) for entry, frame in zip(entries, received, strict=True)
         ]
-        packets = RtpSession.send_frames(sessions, outgoing)
-        for (endpoint, _), datagrams in zip(entries, packets, strict=True):
-            endpoint.send(datagrams)
+        payloads = RtpSession.encode_frames(sessions, outgoing)
+        # One call at a time: each call's datagram list is freed once sent, so
+        # a tick leaves no container per call for the garbage collector to
+        # count (RtpSession.send_frames would hold one per call at once).
+        for (endpoint, _), session, payload in zip(entries, sessions, payloads, strict=True):
+            endpoint.send(session.send_payload(payload))
 
     def _call(
         self, entry: tuple[RtpEndpoint, FrameHandler], frame: npt.NDArray[np.int16]
