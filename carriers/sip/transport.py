@@ -26,14 +26,14 @@ from carriers.sip.events import (
     CallEnded,
     CallMediaChanged,
     CallProgress,
-    Event,
     OptionsResult,
 )
 from carriers.sip.message import SipURI
 from carriers.sip.parser import StreamParser
+from carriers.sip.registrar import Registrar
 from carriers.sip.transaction import Target
 from carriers.sip.trunk import TrunkMonitor, TrunkStateChanged
-from carriers.sip.ua import UserAgent
+from carriers.sip.ua import UaEvent, UserAgent
 
 log = logging.getLogger("outdial.sip")
 
@@ -107,7 +107,8 @@ class SipEndpoint:
         self._resolved: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
-        self.listeners: list[Callable[[Event], None]] = []
+        # Every event of the core, registrar events included, goes to each listener.
+        self.listeners: list[Callable[[UaEvent], None]] = []
 
     @classmethod
     async def open(
@@ -118,10 +119,16 @@ class SipEndpoint:
         rng: random.Random | None = None,
         user_agent: str = "outdial/0.1",
         tcp_listen: bool = False,
+        registrar: Registrar | None = None,
     ) -> SipEndpoint:
-        """Bind the UDP signalling socket (port 0: any free port)."""
+        """Bind the UDP signalling socket (port 0: any free port).
+
+        With a `registrar`, phones can REGISTER here; its `Registered`,
+        `Unregistered` and `RegistrationRejected` go to `listeners`.
+        """
         loop = asyncio.get_running_loop()
         ua = UserAgent(host=host, port=port, rng=rng or random.Random(), user_agent=user_agent)
+        ua.registrar = registrar
         endpoint = cls(ua, loop)
         try:
             transport, _ = await loop.create_datagram_endpoint(
@@ -205,7 +212,7 @@ class SipEndpoint:
             self._timer = self.loop.call_at(when, self._on_timer) if when is not None else None
             self._timer_at = when
 
-    def _dispatch(self, event: Event) -> None:
+    def _dispatch(self, event: UaEvent) -> None:
         for listener in self.listeners:
             try:
                 listener(event)

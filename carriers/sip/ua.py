@@ -27,6 +27,7 @@ from carriers.sip.events import (
 )
 from carriers.sip.message import Address, Headers, Request, Response, SipURI, make_response
 from carriers.sip.parser import parse
+from carriers.sip.registrar import Registrar, RegistrarEvent
 from carriers.sip.transaction import (
     T1,
     ClientInviteTransaction,
@@ -44,6 +45,10 @@ from carriers.sip.transaction import (
 from carriers.sip.validate import check_request
 
 SUPPORTED = "timer"
+
+UaEvent = Event | RegistrarEvent
+"""Everything `UserAgent.next_event` hands out: the core's events and, with a
+registrar attached, its `Registered`/`Unregistered`/`RegistrationRejected`."""
 
 
 @dataclass(slots=True)
@@ -81,8 +86,34 @@ class _Probe:
         self.ua.emit(OptionsResult(self.probe_id, None, None, now))
 
 
+@dataclass(slots=True)
+class _RegistrarClock:
+    """Puts a registrar's binding expiries on the user agent's timer heap and
+    moves its events into the user agent's queue."""
+
+    ua: UserAgent
+    registrar: Registrar
+
+    @property
+    def deadline(self) -> float | None:
+        return self.registrar.get_timer()
+
+    def on_timer(self, now: float) -> None:
+        self.registrar.handle_timer(now)
+        self.drain()
+        self.ua.arm(self)
+
+    def drain(self) -> None:
+        while (event := self.registrar.next_event()) is not None:
+            self.ua.emit(event)
+
+
 class UserAgent:
-    """One SIP user agent bound to one local address (see module docstring)."""
+    """One SIP user agent bound to one local address (see module docstring).
+
+    With `registrar` set, out-of-dialog REGISTER requests go to it (RFC 3261
+    10.3) and its events come out of `next_event`; without one they get 405.
+    """
 
     def __init__(
         self,
@@ -99,7 +130,7 @@ class UserAgent:
         self.user_agent = user_agent
         self.contact_user = contact_user
         self._out: list[tuple[bytes, Target]] = []
-        self._events: deque[Event] = deque()
+        self._events: deque[UaEvent] = deque()
         self._heap: list[tuple[float, int, Timed]] = []
         self._seq = itertools.count()
         self._client_txs: dict[tuple[str, str], ClientTransaction] = {}
@@ -107,6 +138,24 @@ class UserAgent:
         self._dialogs: dict[DialogId, OutboundCall] = {}
         self._awaiting_ack: dict[DialogId, ServerInviteTransaction] = {}
         self._calls: dict[str, OutboundCall] = {}
+        self._registrar: _RegistrarClock | None = None
+
+    @property
+    def registrar(self) -> Registrar | None:
+        """The REGISTER server of this user agent, if any."""
+        return self._registrar.registrar if self._registrar is not None else None
+
+    @registrar.setter
+    def registrar(self, registrar: Registrar | None) -> None:
+        self._registrar = _RegistrarClock(self, registrar) if registrar is not None else None
+        if self._registrar is not None:
+            self._registrar.drain()
+            self.arm(self._registrar)
+
+    @property
+    def allow(self) -> str:
+        """The methods this user agent accepts (the Allow header)."""
+        return ALLOW if self._registrar is None else f"{ALLOW}, REGISTER"
 
     # ---------------------------------------------------------------- inputs
 
@@ -164,7 +213,9 @@ class UserAgent:
         out, self._out = self._out, []
         return out
 
-    def next_event(self) -> Event | None:
+    def next_event(self) -> UaEvent | None:
+        if not self._events and self._registrar is not None:
+            self._registrar.drain()  # events of registrar calls made outside the UA
         return self._events.popleft() if self._events else None
 
     # ------------------------------------------------------------ operations
@@ -234,7 +285,7 @@ class UserAgent:
                 if pending is tx:
                     del self._awaiting_ack[dialog_id]
 
-    def emit(self, event: Event) -> None:
+    def emit(self, event: UaEvent) -> None:
         self._events.append(event)
 
     # ----------------------------------------------------------- host for calls
@@ -323,7 +374,7 @@ class UserAgent:
         elif request.to.tag:
             self._on_in_dialog(request, tx, now)
         else:
-            self._on_out_of_dialog(request, tx, now)
+            self._on_out_of_dialog(request, tx, source, now)
 
     def _new_server_tx(
         self, request: Request, reply_to: Target
@@ -371,13 +422,20 @@ class UserAgent:
         call.on_request(request, tx, now)
 
     def _on_out_of_dialog(
-        self, request: Request, tx: ServerInviteTransaction | ServerNonInviteTransaction, now: float
+        self,
+        request: Request,
+        tx: ServerInviteTransaction | ServerNonInviteTransaction,
+        source: Target,
+        now: float,
     ) -> None:
+        if request.method == "REGISTER" and self._registrar is not None:
+            self._on_register(request, tx, source, now)
+            return
         tag = self.new_tag()
         match request.method:
             case "OPTIONS":
                 extra = [
-                    ("Allow", ALLOW),
+                    ("Allow", self.allow),
                     ("Accept", "application/sdp"),
                     ("Supported", SUPPORTED),
                     ("User-Agent", self.user_agent),
@@ -389,10 +447,28 @@ class UserAgent:
                 tx.respond(make_response(request, 480, reason, to_tag=tag), now)
                 self.emit(IncomingRequest(request, 480, now))
             case "REGISTER" | "SUBSCRIBE" | "PUBLISH" | "MESSAGE" | "REFER":
-                extra = [("Allow", ALLOW)]
+                extra = [("Allow", self.allow)]
                 tx.respond(make_response(request, 405, to_tag=tag, headers=extra), now)
             case _:
                 tx.respond(make_response(request, 481, to_tag=tag), now)
+
+    def _on_register(
+        self,
+        request: Request,
+        tx: ServerInviteTransaction | ServerNonInviteTransaction,
+        source: Target,
+        now: float,
+    ) -> None:
+        clock = self._registrar
+        assert clock is not None
+        before = clock.deadline
+        tx.respond(clock.registrar.handle_request(request, source, now), now)
+        clock.drain()
+        after = clock.deadline
+        # The heap re-arms an entry whose deadline moved later by itself; only
+        # an earlier deadline (or a first one) needs an entry of its own.
+        if after is not None and (before is None or after < before):
+            self.arm(clock)
 
     def _reject_unparseable(
         self, data: bytes, error: SipParseError, source: Target, now: float
