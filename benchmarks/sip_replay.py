@@ -259,6 +259,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         rnd.hold(args.hold)
         cpu = time.process_time() - c0
         g1, s1 = list(stats.count), list(stats.seconds)
+        full1 = len(stats.full_ms)
         os.getppid()  # marker: teardown
         rnd.teardown()
         now = rnd.now + 5.0
@@ -272,7 +273,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             "hold_gc_ms": [round(1000 * (b - a), 2) for a, b in zip(s0, s1, strict=True)],
             "hold_full_gc": [
                 {"objects": size, "ms": round(ms, 1)}
-                for size, ms in zip(stats.full_sizes[full0:], stats.full_ms[full0:], strict=True)
+                for size, ms in zip(
+                    stats.full_sizes[full0:full1], stats.full_ms[full0:full1], strict=True
+                )
             ],
             "gc_tracked_round_start": tracked0,
             "gc_tracked_hold_start": tracked_hold,
