@@ -61,7 +61,8 @@ async def run_daemon(config: DaemonConfig) -> int:
     store = await Store.open(config.store_url)
     tel = await Telephony.open(config.sip_host, config.sip_port, config.rtp_ports, config.trunks)
     bus = EventBus()
-    agents = AgentPool(await stored_agents(store, config), tel, store, bus, agent_locator(tel))
+    agents = AgentPool(await stored_agents(store, config), tel, store, bus, agent_locator(tel),
+                       config.registrar)  # fmt: skip
     stale = await agents.log_out_stale()
     if stale:
         log.warning("agents left logged in by the last run are logged out", count=stale)

@@ -32,10 +32,17 @@ from typing import Any, Protocol
 from carriers.sip.events import CallAnswered, CallEnded
 from carriers.sip.message import SipURI
 from carriers.sip.parser import parse_uri
+from carriers.sip.registrar import (
+    ContactPolicy,
+    Registered,
+    Registrar,
+    RegistrationRejected,
+    Unregistered,
+)
 from carriers.sip.transaction import Target
 from carriers.sip.transport import CallEvent, CallHandle
 from engine.bus import EventBus
-from engine.config import AgentConfig, DaemonConfig
+from engine.config import AgentConfig, DaemonConfig, RegistrarConfig
 from engine.errors import BadRequest, Conflict, InvalidState, NotFound
 from engine.store import Store
 from engine.voice.bridge import Bridge
@@ -156,7 +163,7 @@ def agent_locator(tel: Telephony) -> Locator:
     def locate(agent: AgentConfig) -> tuple[SipURI, Target] | None:
         registrar = getattr(tel.sip.ua, "registrar", None)
         if registrar is not None:
-            binding = registrar.binding(agent.username)
+            binding = registrar.binding(agent.username, tel.sip.loop.time())
             if binding is not None:
                 return binding.contact, binding.target
         if agent.uri is not None:
@@ -199,11 +206,49 @@ class AgentPool:
         store: Store,
         bus: EventBus,
         locate: Locator,
+        registrar: RegistrarConfig | None = None,
     ) -> None:
+        registrar = registrar or RegistrarConfig()
         self.tel, self.store, self.bus, self.locate = tel, store, bus, locate
         self.agents = {a.id: Agent(a) for a in agents.values()}
         self.loop = asyncio.get_running_loop()
         self.on_ready: list[Callable[[], None]] = []  # dial loops to wake
+        # One phone per agent, the last registered wins; INVITEs go to where
+        # the REGISTER came from (works behind NAT, where the Contact's
+        # address may be private).
+        self.registrar = Registrar(
+            realm=registrar.realm, accounts=self._accounts(), rng=tel.rng,
+            min_expires=registrar.min_expires, max_expires=registrar.max_expires,
+            policy=ContactPolicy.REPLACE, route_to_source=True,
+        )  # fmt: skip
+        tel.sip.ua.registrar = self.registrar
+        tel.sip.listeners.append(self._on_sip_event)
+
+    def _accounts(self) -> dict[str, str]:
+        return {
+            a.config.username: a.config.password
+            for a in self.agents.values()
+            if a.config.password is not None
+        }
+
+    def _agent_of(self, username: str | None) -> str | None:
+        return next((a.id for a in self.agents.values() if a.config.username == username), None)
+
+    def _on_sip_event(self, event: object) -> None:
+        """Registrations on the bus, by agent (the phone's state, not the agent's)."""
+        match event:
+            case Registered(aor=user, contact=contact, source=source):
+                where = f"{source.host}:{source.port}"
+                self.bus.publish("agent.registered", agent=self._agent_of(user),
+                                 contact=str(contact), source=where)  # fmt: skip
+            case Unregistered(aor=user, reason=reason):
+                self.bus.publish("agent.unregistered", agent=self._agent_of(user), reason=reason)
+            case RegistrationRejected(user=user, status=status, reason=reason, source=source):
+                self.bus.publish("agent.registration_rejected", agent=self._agent_of(user),
+                                 username=user, status=status, reason=reason,
+                                 source=f"{source.host}:{source.port}")  # fmt: skip
+            case _:
+                pass
 
     # ----------------------------------------------------------------- lookup
 
@@ -245,6 +290,8 @@ class AgentPool:
         if taken is not None:
             raise Conflict(f"username {config.username!r} is agent {taken.id!r}'s")
         agent = self.agents[config.id] = Agent(config)
+        if config.password is not None:
+            self.registrar.set_account(config.username, config.password)
         self.bus.publish("agent.added", agent=config.id)
         return agent
 
@@ -253,6 +300,7 @@ class AgentPool:
         if agent.state is not AgentState.LOGGED_OUT or agent.handle is not None:
             raise InvalidState(f"agent {agent_id!r} is logged in: log them out first")
         del self.agents[agent_id]
+        self.registrar.remove_account(agent.config.username, self.loop.time())
         self.bus.publish("agent.removed", agent=agent_id)
 
     # ------------------------------------------------------------ transitions

@@ -190,7 +190,9 @@ class CampaignManager:
 
     def status(self) -> dict[str, Any]:
         tel = self.tel
+        host, port = tel.sip.local_address
         return {
+            "sip": f"{host}:{port}",
             "campaigns": {name: r.state for name, r in self.runners.items()},
             "calls_in_flight": sum(len(r.calls) for r in self.runners.values()),
             "trunks": {

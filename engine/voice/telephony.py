@@ -213,6 +213,10 @@ class Telephony:
             max_duration=None,
             session_expires=session_expires,
             extra_headers=(("Subject", "outdial agent session"),),
+            # In-dialog requests (refreshes, BYE) follow the INVITE to the
+            # address the phone registered from, not the Contact of its 200,
+            # which may be a private address behind NAT.
+            sticky_target=True,
         )
         return self.sip.place_call(spec, on_event)
 

@@ -5,7 +5,10 @@ customer's tone and the customer the agent's, or the safe-harbor message."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,8 @@ import numpy as np
 import pytest
 
 from dsp.wav import encode_wav
+from tests.integration.agent_phone import AgentPhone
+from tests.integration.agent_phone import start_agent_phone as phone_for
 from tests.integration.daemon import Daemon
 from tests.integration.rtp_sniff import RtpSniffer, dominant
 from tests.integration.sipp import Sipp, make_tone
@@ -83,12 +88,44 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"{what} not seen within {timeout} s (last: {last})")
 
 
-def start_agent_phone(tmp: Path, name: str) -> Sipp:
-    tone = make_tone(tmp / f"{name}.ul", AGENT_HZ, 1.0)
-    work = tmp / name
-    work.mkdir()
-    return Sipp("agent_static.xml", keys={"audio": f"{tone},-1,0"}, duration_ms=100,
-                calls=1).start(work)  # fmt: skip
+def start_agent_phone(tmp: Path, name: str) -> AgentPhone:
+    """A static-address agent phone (it does not register) streaming AGENT_HZ."""
+    return phone_for(name, None, None, AGENT_HZ, workdir=tmp / name)
+
+
+@dataclass
+class Rig:
+    daemon: Daemon
+    phone: AgentPhone
+    carrier: Sipp
+
+
+@contextlib.contextmanager
+def rig(
+    tmp: Path,
+    mode: str,
+    dialing: str,
+    scenario: str,
+    duration_ms: int,
+    calls: int,
+    keys: dict[str, str] | None = None,
+) -> Iterator[Rig]:
+    """The daemon with agent a1 on a static SIPp phone and a SIPp carrier."""
+    prompt = write_prompts(tmp)
+    phone = start_agent_phone(tmp, "a1")
+    if keys is None:
+        keys = {"audio": f"{make_tone(tmp / 'customer.ul', CUSTOMER_HZ, 1.0)},-1,0"}
+    (tmp / "carrier").mkdir()
+    carrier = Sipp(scenario, keys=keys, duration_ms=duration_ms, calls=calls).start(tmp / "carrier")
+    daemon = Daemon(tmp, carrier.port, campaign(mode, dialing), prompt,
+                    agents_config({"a1": phone.port}))  # fmt: skip
+    try:
+        daemon.start()
+        yield Rig(daemon, phone, carrier)
+    finally:
+        daemon.stop()
+        phone.stop()
+        carrier.stop()
 
 
 def add_contacts(d: Daemon, numbers: list[str], listname: str = "agents-list") -> None:
@@ -97,19 +134,9 @@ def add_contacts(d: Daemon, numbers: list[str], listname: str = "agents-list") -
 
 
 def test_a_person_is_bridged_to_the_agent_both_ways_and_wrapped_up(tmp_path: Path) -> None:
-    prompt = write_prompts(tmp_path)
-    phone = start_agent_phone(tmp_path, "a1")
-    carrier_tone = make_tone(tmp_path / "customer.ul", CUSTOMER_HZ, 1.0)
-    (tmp_path / "carrier").mkdir()
-    carrier = Sipp(
-        "hangup.xml", keys={"audio": f"{carrier_tone},-1,0"}, duration_ms=3000, calls=1
-    ).start(tmp_path / "carrier")
-    daemon = Daemon(
-        tmp_path, carrier.port, campaign("progressive", WRAPUP.format(ratio=1, wrap="30s")),
-        prompt, agents_config({"a1": phone.port}),
-    )  # fmt: skip
-    daemon.start()
-    try:
+    dialing = WRAPUP.format(ratio=1, wrap="30s")
+    with rig(tmp_path, "progressive", dialing, "hangup.xml", 3000, 1) as r:
+        daemon, phone, carrier = r.daemon, r.phone, r.carrier
         with RtpSniffer(phone.media_port) as at_agent, RtpSniffer(carrier.media_port) as at_cust:
             login = daemon("agent.login", agent="a1")
             assert login["state"] == "ready"
@@ -142,26 +169,12 @@ def test_a_person_is_bridged_to_the_agent_both_ways_and_wrapped_up(tmp_path: Pat
         assert daemon("agent.status", agent="a1")["state"] == "logged_out"
         assert phone.wait(15) == 0, phone.errors()
         assert carrier.wait(15) == 0, carrier.errors()
-    finally:
-        daemon.stop()
-        phone.stop()
-        carrier.stop()
 
 
 def test_no_free_agent_hears_the_safe_harbor_within_two_seconds(tmp_path: Path) -> None:
-    prompt = write_prompts(tmp_path)
-    phone = start_agent_phone(tmp_path, "a1")
-    carrier_tone = make_tone(tmp_path / "customer.ul", CUSTOMER_HZ, 1.0)
-    (tmp_path / "carrier").mkdir()
-    carrier = Sipp(
-        "answer.xml", keys={"audio": f"{carrier_tone},-1,0"}, duration_ms=500, calls=3
-    ).start(tmp_path / "carrier")
-    daemon = Daemon(
-        tmp_path, carrier.port, campaign("power", WRAPUP.format(ratio=3, wrap="30s")),
-        prompt, agents_config({"a1": phone.port}),
-    )  # fmt: skip
-    daemon.start()
-    try:
+    dialing = WRAPUP.format(ratio=3, wrap="30s")
+    with rig(tmp_path, "power", dialing, "answer.xml", 500, 3) as r:
+        daemon, carrier = r.daemon, r.carrier
         with RtpSniffer(carrier.media_port) as at_cust:
             daemon("agent.login", agent="a1")
             add_contacts(daemon, ["+12125550201", "+12125550202", "+12125550203"])
@@ -191,10 +204,6 @@ def test_no_free_agent_hears_the_safe_harbor_within_two_seconds(tmp_path: Path) 
         assert results == ["abandoned", "abandoned", "answered"]
         show = daemon("campaign.show", name="sales")
         assert show["abandons_in_window"] == 2
-    finally:
-        daemon.stop()
-        phone.stop()
-        carrier.stop()
 
 
 def offered(daemon: Daemon, agent: str = "a1") -> Any:
@@ -203,19 +212,10 @@ def offered(daemon: Daemon, agent: str = "a1") -> Any:
 
 
 def test_preview_skip_accept_wrapup_codes_dnc_and_a_callback_to_its_agent(tmp_path: Path) -> None:
-    prompt = write_prompts(tmp_path)
-    phone = start_agent_phone(tmp_path, "a1")
-    carrier_tone = make_tone(tmp_path / "customer.ul", CUSTOMER_HZ, 1.0)
-    (tmp_path / "carrier").mkdir()
-    carrier = Sipp(
-        "hangup.xml", keys={"audio": f"{carrier_tone},-1,0"}, duration_ms=1200, calls=0
-    ).start(tmp_path / "carrier")
     dialing = WRAPUP.format(ratio=1, wrap="30s") + "  skip_delay: 1h\n"
-    daemon = Daemon(tmp_path, carrier.port, campaign("preview", dialing), prompt,
-                    agents_config({"a1": phone.port}))  # fmt: skip
-    daemon.start()
     a, b, c = "+12125550301", "+12125550302", "+12125550303"
-    try:
+    with rig(tmp_path, "preview", dialing, "hangup.xml", 1200, 0) as r:
+        daemon = r.daemon
         daemon("agent.login", agent="a1")
         add_contacts(daemon, [a, b, c])
         daemon("campaign.start", name="sales")
@@ -261,10 +261,6 @@ def test_preview_skip_accept_wrapup_codes_dnc_and_a_callback_to_its_agent(tmp_pa
         progress = daemon("campaign.show", name="sales")["progress"]
         assert progress["skipped"] == 1  # c: do-not-contact
         assert progress["done"] == 1 and progress["retry"] == 1  # b sold; a later
-    finally:
-        daemon.stop()
-        phone.stop()
-        carrier.stop()
 
 
 PREDICTIVE_S = 150.0
@@ -332,18 +328,9 @@ def test_predictive_with_ten_agents_holds_the_abandon_target(tmp_path: Path) -> 
 
 
 def test_kill_9_with_an_agent_on_a_call_loses_nothing(tmp_path: Path) -> None:
-    prompt = write_prompts(tmp_path)
-    phone = start_agent_phone(tmp_path, "a1")
-    carrier_tone = make_tone(tmp_path / "customer.ul", CUSTOMER_HZ, 1.0)
-    (tmp_path / "carrier").mkdir()
-    carrier = Sipp("answer.xml", keys={"audio": f"{carrier_tone},-1,0"}, duration_ms=200,
-                   calls=1).start(tmp_path / "carrier")  # fmt: skip
-    daemon = Daemon(
-        tmp_path, carrier.port, campaign("progressive", WRAPUP.format(ratio=1, wrap="30s")),
-        prompt, agents_config({"a1": phone.port}),
-    )  # fmt: skip
-    daemon.start()
-    try:
+    dialing = WRAPUP.format(ratio=1, wrap="30s")
+    with rig(tmp_path, "progressive", dialing, "answer.xml", 200, 1) as r:
+        daemon = r.daemon
         daemon("agent.login", agent="a1")
         add_contacts(daemon, ["+12125550401"])
         daemon("campaign.start", name="sales")
@@ -361,10 +348,6 @@ def test_kill_9_with_an_agent_on_a_call_loses_nothing(tmp_path: Path) -> None:
         assert a["result"] == "interrupted" and a["ended_at"] is not None
         assert a["agent"] == "a1" and a["bridged_at"] is not None
         assert daemon("status")["agents"]["logged_out"] == 1
-    finally:
-        daemon.stop()
-        phone.stop()
-        carrier.stop()
 
 
 def test_analysis_on_a_person_goes_to_the_agent_a_machine_never_does(tmp_path: Path) -> None:
@@ -441,3 +424,39 @@ def test_agents_added_by_command_are_stored_and_survive_a_restart(tmp_path: Path
     finally:
         daemon.stop()
         phone.stop()
+
+
+def test_phones_register_with_digest_and_take_the_login_call(tmp_path: Path) -> None:
+    prompt = write_prompts(tmp_path)
+    config = "agents:\n  - id: ana\n    password: s3cret\n  - id: bo\n    password: hunter2\n"
+    daemon = Daemon(tmp_path, 9, campaign("progressive"), prompt, config)
+    daemon.start()
+    good = bad = None
+    try:
+        with pytest.raises(Exception, match="no registered phone"):
+            daemon("agent.login", agent="ana")
+        port = int(daemon("status")["sip"].rsplit(":", 1)[1])
+        good = phone_for("ana", "s3cret", port, AGENT_HZ, workdir=tmp_path / "ana")
+        bad = phone_for("bo", "wrong", port, AGENT_HZ, workdir=tmp_path / "bo")
+        assert bad.wait(15) == 1, bad.errors()  # refused: its REGISTER got a 403
+        wait_for(lambda: _try_login(daemon, "ana"), 10, "ana's phone registered")
+        assert daemon("agent.status", agent="ana")["state"] == "ready"
+        with pytest.raises(Exception, match="no registered phone"):
+            daemon("agent.login", agent="bo")
+        daemon("agent.logout", agent="ana")
+        assert good.wait(15) == 0, good.errors()  # login call answered, our BYE received
+    finally:
+        daemon.stop()
+        for phone in (good, bad):
+            if phone is not None:
+                phone.stop()
+
+
+def _try_login(daemon: Daemon, agent: str) -> bool:
+    try:
+        daemon("agent.login", agent=agent)
+    except Exception as exc:
+        if "no registered phone" in str(exc):
+            return False
+        raise
+    return True
