@@ -235,7 +235,16 @@ class AgentCampaignRunner(CampaignRunner):
 
     # ---------------------------------------------------------------- preview
 
+    def _prune_offers(self) -> None:
+        """Offers whose agent lost the reservation (logout, leg dropped) go back."""
+        for contact, agent in list(self._offered.items()):
+            res = agent.reservation
+            if res is None or res.kind != "preview" or res.contact_id != contact:
+                del self._offered[contact]
+                self._pending_candidates.pop(contact, None)
+
     async def _offer_previews(self) -> None:
+        self._prune_offers()
         free = self.pool.free(self.name)
         if not free or self._room() <= 0:
             return

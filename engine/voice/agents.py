@@ -389,9 +389,14 @@ class AgentPool:
             return  # the login call itself failed
         why = "logout" if agent.logging_out else f"agent leg ended ({ended.ended_by})"
         call = agent.call
+        self._cancel_wrap_timer(agent)
         if call is not None and not call.ended:
             call.owner.agent_left(agent, call, why)
-        self._cancel_wrap_timer(agent)
+        elif call is not None:  # logged out in wrap-up: the default code applies
+            try:
+                await call.owner.wrapup(agent, call, None, WrapupOptions(timed_out=True))
+            except Exception:
+                log.exception("wrap-up of agent %s's last call at logout failed", agent.id)
         agent.call, agent.reservation, agent.pending_not_ready = None, None, None
         agent.logging_out = False
         self.set_state(agent, AgentState.LOGGED_OUT, why)
