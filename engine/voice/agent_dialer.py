@@ -112,6 +112,7 @@ class AgentCampaignRunner(CampaignRunner):
         self._offered: dict[int, Agent] = {}  # contact -> agent it is offered to
         self._pending_candidates: dict[int, DialCandidate] = {}  # offered records
         self._bridged_attempts: dict[int, int] = {}  # attempt -> the contact's attempt count
+        self._auto_timers: dict[int, asyncio.TimerHandle] = {}  # preview auto-dial
         self.last_decision: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         pool.on_ready.append(self._agent_ready)
@@ -184,16 +185,22 @@ class AgentCampaignRunner(CampaignRunner):
         await self._load_ledger()
         next_sync = loop.time() + RESYNC_EVERY
         while self.state == RUNNING and not self._halting:
-            if loop.time() >= next_sync:
-                await store.sync_campaign_contacts(self.name)
-                next_sync = loop.time() + RESYNC_EVERY
-            await self._dial_callbacks()
-            if self.cfg.mode == "preview":
-                await self._offer_previews()
-            else:
-                await self._dial_paced()
-            if await self._complete():
-                return
+            try:
+                if loop.time() >= next_sync:
+                    await store.sync_campaign_contacts(self.name)
+                    next_sync = loop.time() + RESYNC_EVERY
+                await self._dial_callbacks()
+                if self.cfg.mode == "preview":
+                    await self._offer_previews()
+                else:
+                    await self._dial_paced()
+                if await self._complete():
+                    return
+            except Exception:
+                # A store error or a bug must not leave a "running" campaign
+                # that dials nothing: log it and go on at the next tick.
+                log.exception("dial loop of %s failed; retrying in 1 s", self.name)
+                await asyncio.sleep(1.0)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=PACING_TICK)
@@ -262,7 +269,8 @@ class AgentCampaignRunner(CampaignRunner):
                     screened.add(candidate.contact_id)
                     if not await self._usable_numbers(candidate, agent):
                         continue  # on the DNC list: skipped with its reason
-                self._offer(agent, candidate)
+                if agent.reservation is None and agent in self.pool.free(self.name):
+                    self._offer(agent, candidate)
                 break
 
     def _offer(self, agent: Agent, candidate: DialCandidate) -> None:
@@ -281,33 +289,51 @@ class AgentCampaignRunner(CampaignRunner):
 
             def auto_accept() -> None:
                 res = agent.reservation
-                if res is not None and res.kind == "preview" and res.contact_id == contact:
+                offered = res is not None and res.kind == "preview" and res.contact_id == contact
+                if offered and contact in self._pending_candidates:
                     self._spawn(self.preview_accept(agent, candidate))
 
-            loop.call_later(auto, auto_accept)
+            self._auto_timers[contact] = loop.call_later(auto, auto_accept)
         self._pending_candidates[candidate.contact_id] = candidate
 
     def offer_of(self, agent: Agent) -> DialCandidate:
         res = agent.reservation
         if res is None or res.kind != "preview" or res.campaign != self.name:
             raise InvalidState(f"agent {agent.id!r} has no preview record in {self.name!r}")
-        return self._pending_candidates[res.contact_id]
+        candidate = self._pending_candidates.get(res.contact_id)
+        if candidate is None:
+            raise InvalidState(f"agent {agent.id!r}: the record is being dialled already")
+        return candidate
 
     async def preview_accept(self, agent: Agent, candidate: DialCandidate) -> dict[str, Any]:
-        self._pending_candidates.pop(candidate.contact_id, None)
-        attempt = await self._dial(candidate, agent)
-        self._offered.pop(candidate.contact_id, None)
+        contact = candidate.contact_id
+        if self._pending_candidates.pop(contact, None) is None:
+            raise InvalidState(f"agent {agent.id!r}: the record is being dialled already")
+        timer = self._auto_timers.pop(contact, None)
+        if timer is not None:
+            timer.cancel()
+        if agent.reservation is not None:
+            agent.reservation.kind = "dialling"  # no longer an offer to accept or skip
+        attempt = None
+        try:
+            attempt = await self._dial(candidate, agent)
+        finally:
+            self._offered.pop(contact, None)
+            if attempt is None:
+                self.pool.release(agent)
+                self._wake.set()
         if attempt is None:
-            agent.reservation = None
-            self._wake.set()
-            return {"agent": agent.id, "dialled": False, "contact": candidate.contact_id}
+            return {"agent": agent.id, "dialled": False, "contact": contact}
         return {"agent": agent.id, "dialled": True, "attempt": attempt,
                 "contact": candidate.contact_id}  # fmt: skip
 
     def preview_skip(self, agent: Agent, candidate: DialCandidate) -> dict[str, Any]:
         self._pending_candidates.pop(candidate.contact_id, None)
         self._offered.pop(candidate.contact_id, None)
-        agent.reservation = None
+        timer = self._auto_timers.pop(candidate.contact_id, None)
+        if timer is not None:
+            timer.cancel()
+        self.pool.release(agent)
         when = utcnow() + timedelta(seconds=self.cfg.dialing.skip_delay)
         self.store.set_contact_state(self.name, candidate.contact_id, state="retry",
                                      next_attempt_at=when)  # fmt: skip
@@ -327,18 +353,27 @@ class AgentCampaignRunner(CampaignRunner):
         for cb in due:
             if int(cb["contact_id"]) in self._busy_contacts():
                 continue
-            agent = self._callback_agent(cb.get("agent"))
-            if agent is None:
+            if self._callback_agent(cb.get("agent")) is None:
                 continue  # their agent is busy or away: it waits for them
             candidate = await self._callback_candidate(cb)
+            if not await self._usable_numbers(candidate, "callback"):
+                self.store.set_callback(int(cb["id"]), state="cancelled")  # DNC since
+                continue
+            agent = self._callback_agent(cb.get("agent"))  # again: no await from here on
+            if agent is None:
+                continue
             agent.reservation = Reservation(
                 self.name, "callback", candidate.contact_id, {"callback": cb["id"]}
             )
             self.store.set_callback(int(cb["id"]), state="dialling")
-            attempt = await self._dial(candidate, agent)
+            attempt = None
+            try:
+                attempt = await self._dial(candidate, agent)
+            finally:
+                if attempt is None:
+                    self.pool.release(agent)
+                    self.store.set_callback(int(cb["id"]), state="pending")
             if attempt is None:
-                agent.reservation = None
-                self.store.set_callback(int(cb["id"]), state="pending")
                 continue
             self.store.set_callback(int(cb["id"]), state="dialled", attempt_id=attempt)
             self.bus.publish("callback.dialled", campaign=self.name, callback=cb["id"],
@@ -491,9 +526,13 @@ class AgentCampaignRunner(CampaignRunner):
     def _abandon(self, live: AgentLiveCall, reason: str, counted_live: bool = False) -> None:
         """Play the safe-harbor message, then hang up; the abandon is recorded.
         `counted_live`: the live answer is in the ledger already (it was
-        bridged, then the agent's leg dropped)."""
+        bridged, then the agent's leg dropped). A machine sent to agents
+        (`on_machine: agent`) hears the message too but is no abandon: the
+        rule counts calls answered by a person."""
         live.abandoned = True
-        live.analysis.result = CallResult.ABANDONED
+        machine = live.analysis.result is CallResult.MACHINE
+        if not machine:
+            live.analysis.result = CallResult.ABANDONED
         loop = asyncio.get_running_loop()
         handle = live.handle
 
@@ -509,11 +548,13 @@ class AgentCampaignRunner(CampaignRunner):
         )
         started_ms = round((now - answered).total_seconds() * 1000) + 20
         live.analysis.message_started_ms = started_ms
+        self.store.update_attempt(live.attempt_id, message_started_ms=started_ms)
+        if machine:
+            return
         if counted_live:
             self.ledger._abandons.append(time.time())
         else:
             self.ledger.on_live_answer(time.time(), abandoned=True)
-        self.store.update_attempt(live.attempt_id, message_started_ms=started_ms)
         self._spawn(
             self._ledger_write(live, answered, greeting_end, now + timedelta(milliseconds=20),
                                reason)
@@ -521,7 +562,7 @@ class AgentCampaignRunner(CampaignRunner):
 
     async def _ledger_write(
         self, live: AgentLiveCall, answered: datetime, greeting_end: datetime,
-        started: datetime, reason: str,
+        started: datetime | None, reason: str,
     ) -> None:  # fmt: skip
         abandon_id = await self.store.record_abandon(
             campaign=self.name, attempt_id=live.attempt_id, contact_id=live.contact_id,
@@ -531,7 +572,8 @@ class AgentCampaignRunner(CampaignRunner):
         self.bus.publish(
             "call.abandoned", campaign=self.name, attempt=live.attempt_id, abandon=abandon_id,
             number=live.number, reason=reason,
-            message_after_greeting_ms=round((started - greeting_end).total_seconds() * 1000),
+            message_after_greeting_ms=None if started is None
+            else round((started - greeting_end).total_seconds() * 1000),
         )  # fmt: skip
 
     # ----------------------------------------------------------- CallOwner API
@@ -543,6 +585,22 @@ class AgentCampaignRunner(CampaignRunner):
                 call.bridge.unbridge()
             live.agent_call = None  # the attempt ends as abandoned, with its retry rule
             self._abandon(live, f"agent {agent.id}: {why}", counted_live=True)
+            if call.dnc or call.callback_at is not None:
+                self._spawn(self._apply_noted(agent, call))
+
+    async def _apply_noted(self, agent: Agent, call: AgentCall) -> None:
+        """What the agent noted during a call their leg dropped from: the DNC
+        entry and the callback still count."""
+        if call.dnc:
+            await self.store.dnc_add(call.number, source=f"agent:{agent.id}")
+        elif call.callback_at is not None:
+            await self.store.add_callback(
+                campaign=self.name, contact_id=call.contact_id, number=call.number,
+                agent=agent.id if call.callback_mine else None, due_at=call.callback_at,
+                state="pending", created_by=agent.id, attempt_id=None, created_at=utcnow(),
+            )  # fmt: skip
+            await self.store.flush()
+            self.store.set_contact_state(self.name, call.contact_id, state="callback")
 
     def hangup_customer(self, call: AgentCall) -> None:
         live = self.calls.get(call.attempt_id)
@@ -616,8 +674,17 @@ class AgentCampaignRunner(CampaignRunner):
         if live in self.waiting:
             self.waiting.remove(live)  # hung up while waiting for an agent
             live.abandoned = True
-            live.analysis.result = CallResult.ABANDONED
-            self.ledger.on_live_answer(time.time(), abandoned=True)
+            if live.analysis.result is not CallResult.MACHINE:
+                live.analysis.result = CallResult.ABANDONED
+                self.ledger.on_live_answer(time.time(), abandoned=True)
+                now = utcnow()
+                greeting_end = now - timedelta(
+                    seconds=asyncio.get_running_loop().time() - (live.greeting_end_loop or 0.0)
+                )
+                self._spawn(self._ledger_write(
+                    live, live.times.get("answered", now), greeting_end, None,
+                    "hung up while waiting for an agent",
+                ))  # fmt: skip
         if live.answered_loop is None:
             ring = None if ended.outcome.result is CallResult.NO_ANSWER else (
                 asyncio.get_running_loop().time() - live.placed_at
@@ -628,8 +695,11 @@ class AgentCampaignRunner(CampaignRunner):
             self.stats.on_outcome(time.time(), human=False, ring_s=ring)  # machine, fax, SIT
             if live.analysis.result is CallResult.MACHINE:
                 self.ledger.on_machine_verdict(time.time())
-        if live.reserved is not None and live.agent_call is None:
-            live.reserved.reservation = None  # the reserved agent is free again
+        held = live.reserved
+        res = held.reservation if held is not None else None
+        if held is not None and res is not None and res.campaign == self.name \
+                and res.contact_id == live.contact_id:  # fmt: skip
+            self.pool.release(held)  # the reserved agent is free again
             self._wake.set()
         call = live.agent_call
         if call is not None:

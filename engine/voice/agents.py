@@ -101,6 +101,8 @@ class AgentCall:
     callback_at: datetime | None = None
     callback_mine: bool = False
     dnc: bool = False
+    wrapping: bool = False  # a wrap-up is being applied (claimed before any await)
+    wrapup_timeout: float = 60.0
 
 
 @dataclass(slots=True)
@@ -213,6 +215,7 @@ class AgentPool:
         self.agents = {a.id: Agent(a) for a in agents.values()}
         self.loop = asyncio.get_running_loop()
         self.on_ready: list[Callable[[], None]] = []  # dial loops to wake
+        self._leg_tasks: dict[str, asyncio.Task[None]] = {}
         # One phone per agent, the last registered wins; INVITEs go to where
         # the REGISTER came from (works behind NAT, where the Contact's
         # address may be private).
@@ -272,9 +275,21 @@ class AgentPool:
         ready = [
             a
             for a in self.working(campaign)
-            if a.state is AgentState.READY and a.reservation is None and a.call is None
+            if a.state is AgentState.READY
+            and a.reservation is None
+            and a.call is None
+            and a.leg is not None
         ]
         return sorted(ready, key=lambda a: a.ready_since)
+
+    def release(self, agent: Agent) -> None:
+        """Drop the agent's reservation; a person waiting gets them at once."""
+        if agent.reservation is None:
+            return
+        agent.reservation = None
+        if agent.state is AgentState.READY:
+            for wake in self.on_ready:
+                wake()
 
     def claim(self, campaign: str) -> Agent | None:
         free = self.free(campaign)
@@ -358,7 +373,7 @@ class AgentPool:
             on_event=lambda event: self._on_leg_event(agent, event, answered),
         )  # fmt: skip
         agent.handle = handle
-        self.loop.create_task(self._follow_leg(agent, handle))
+        self._leg_tasks[agent.id] = self.loop.create_task(self._follow_leg(agent, handle))
         if not await answered:
             raise InvalidState(f"agent {agent_id!r}: the phone did not answer the login call")
         if ready:
@@ -392,7 +407,8 @@ class AgentPool:
         self._cancel_wrap_timer(agent)
         if call is not None and not call.ended:
             call.owner.agent_left(agent, call, why)
-        elif call is not None:  # logged out in wrap-up: the default code applies
+        elif call is not None and not call.wrapping:  # logged out in wrap-up: default code
+            call.wrapping = True
             try:
                 await call.owner.wrapup(agent, call, None, WrapupOptions(timed_out=True))
             except Exception:
@@ -408,8 +424,10 @@ class AgentPool:
         agent.logging_out = True
         handle = agent.handle
         self.tel.sip.hangup(handle.call_id, "agent logout")
+        task = self._leg_tasks.get(agent.id)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(handle.ended), 10.0)
+            # the leg's end, and what follows it (the default wrap-up) is stored
+            await asyncio.wait_for(asyncio.shield(task if task is not None else handle.ended), 10.0)
         return agent.describe(self.loop.time())
 
     async def logout_all(self) -> None:
@@ -471,6 +489,7 @@ class AgentPool:
     def customer_ended(self, agent: Agent, call: AgentCall, wrapup_timeout: float) -> None:
         """The customer's call ended: the agent goes to wrap-up."""
         call.ended = True
+        call.wrapup_timeout = wrapup_timeout
         if call.bridge is not None:
             call.bridge.unbridge()
         if agent.call is not call or agent.state is AgentState.LOGGED_OUT:
@@ -481,7 +500,7 @@ class AgentPool:
         )
 
     async def _wrap_timeout(self, agent: Agent, call: AgentCall) -> None:
-        if agent.call is call and agent.state is AgentState.WRAP_UP:
+        if agent.call is call and agent.state is AgentState.WRAP_UP and not call.wrapping:
             await self._finish_wrapup(agent, call, None, WrapupOptions(timed_out=True))
 
     def _cancel_wrap_timer(self, agent: Agent) -> None:
@@ -520,14 +539,26 @@ class AgentPool:
     async def _finish_wrapup(
         self, agent: Agent, call: AgentCall, code: str | None, options: WrapupOptions
     ) -> dict[str, Any]:
+        if call.wrapping:
+            raise InvalidState(f"agent {agent.id!r}: the wrap-up is being applied already")
         merged = WrapupOptions(
             callback_at=options.callback_at or call.callback_at,
             callback_mine=options.callback_mine or call.callback_mine,
             dnc=options.dnc or call.dnc,
             timed_out=options.timed_out,
         )
-        done = await call.owner.wrapup(agent, call, code, merged)  # may raise BadRequest
+        call.wrapping = True  # claimed before any await: no second wrap-up can start
         self._cancel_wrap_timer(agent)
+        try:
+            done = await call.owner.wrapup(agent, call, code, merged)  # may raise BadRequest
+        except BaseException:
+            call.wrapping = False
+            if agent.call is call and agent.state is AgentState.WRAP_UP:
+                agent.wrap_timer = self.loop.call_later(
+                    call.wrapup_timeout,
+                    lambda: self.loop.create_task(self._wrap_timeout(agent, call)),
+                )
+            raise
         agent.call = None
         if agent.state is not AgentState.LOGGED_OUT:
             pending, agent.pending_not_ready = agent.pending_not_ready, None
