@@ -636,7 +636,7 @@ class AgentCampaignRunner(CampaignRunner):
         self.store.update_attempt(call.attempt_id, wrapup_code=code)
         self.store.set_contact_state(
             self.name, call.contact_id, state=state, next_attempt_at=when,
-            last_result=code or CallResult.ANSWERED.value, attempts_delta=1,
+            last_result=code or CallResult.ANSWERED.value,  # counted when the call ended
         )  # fmt: skip
         wrap_s = asyncio.get_running_loop().time() - agent.since
         self.stats.on_wrap_end(wrap_s)
@@ -714,9 +714,14 @@ class AgentCampaignRunner(CampaignRunner):
         if not isinstance(live, AgentLiveCall) or live.agent_call is None:
             super()._record(live, ended)
             return
-        # A bridged call: the attempt ends now; the contact waits for the
-        # agent's wrap-up code (AgentPool.wrapup -> self.wrapup).
+        # A bridged call: the attempt ends now. The contact is done as
+        # answered until the agent's wrap-up code says otherwise
+        # (AgentPool.wrapup -> self.wrapup), so a crash during the wrap-up
+        # never calls back the person just spoken to.
         now = utcnow()
+        self.store.set_contact_state(self.name, live.contact_id, state="done",
+                                     last_result=CallResult.ANSWERED.value,
+                                     attempts_delta=1)  # fmt: skip
         answered = live.times.get("answered")
         self.store.update_attempt(
             live.attempt_id, **live.analysis.fields(), ended_at=now,
