@@ -289,7 +289,7 @@ def steady_case(work: Path, agents: int, calls: int, bridged: bool, window: floa
     if n_bridged:
         dialing = "dialing:\n  ratio: 1\n  wrapup_timeout: 1h\n"
         campaigns["sales"] = campaign("sales", "power", "agent-list", n_bridged, dialing)
-    rtp = (30000, 34000)
+    rtp = (20000, 24000)  # below the ephemeral range, where SIPp's own ports come from
     d = Daemon(work, carrier.port, ids, phones.port, campaigns, rtp, cps=200)
     try:
         with ThreadPoolExecutor(16) as pool:
@@ -364,7 +364,7 @@ def burst_case(work: Path, calls: int, env: dict[str, str], hold: bool) -> dict[
         "  machine_prompt: long.wav\n  max_beep_wait: 20s\n"
     )
     campaigns = {"burst": campaign("burst", "agentless", "burst-list", calls, amd)}
-    rtp = (30000, 34000)
+    rtp = (20000, 24000)  # below the ephemeral range, where SIPp's own ports come from
     d = Daemon(work, carrier.port, [], 0, campaigns, rtp, cps=calls, env=env)
     try:
         import_contacts(d, work, "burst-list", calls, "557")

@@ -238,8 +238,7 @@ def analyze_frames(block: NDArray[Any]) -> list[FrameAnalysis]:
         rows = np.arange(len(loud))
         left, mid, right = mag[rows, ks - 1], mag[rows, ks], mag[rows, ks + 1]
         upper = right >= left
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = np.where(mid > 0, np.where(upper, right, left) / mid, 0.0)
+        a = np.divide(np.where(upper, right, left), mid, out=np.zeros_like(mid), where=mid > 0)
         offset = np.where(upper, 1.0, -1.0) * ((2.0 * a - 1.0) / (a + 1.0))
         offset = np.minimum(np.maximum(offset, -1.0), 1.0)
         lo = np.where(offset <= 0, ks - 1, ks)

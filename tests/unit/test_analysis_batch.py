@@ -66,7 +66,7 @@ class _Endpoint:
 
 def test_shared_analysis_batches_per_tick_and_keeps_every_event() -> None:
     frames = _frames()
-    n, ticks = 6, 60
+    n, ticks = 10, 60
     endpoints = [_Endpoint() for _ in range(n)]
     shared = SharedFrameAnalysis(enabled=True)
     alone = [ToneAnalyzer() for _ in range(n)]
@@ -77,7 +77,7 @@ def test_shared_analysis_batches_per_tick_and_keeps_every_event() -> None:
         for ep, row in zip(endpoints, rows, strict=True):
             ep.last_frame = row
         for i, row in enumerate(rows):
-            if i == 5 and tick >= 30:
+            if i == 9 and tick >= 30:
                 continue  # this call stops asking: it drops out of the batch
             t = tick * 0.02
             events_alone += alone[i].feed(row, t)
@@ -89,7 +89,7 @@ def test_shared_analysis_batches_per_tick_and_keeps_every_event() -> None:
     assert events_batched == events_alone and events_alone
     assert shared.batches == ticks - 1  # every tick after the first
     assert shared.single == n  # each call's first frame only
-    assert len(shared._subscribed) == n - 1  # call 5 dropped out
+    assert len(shared._subscribed) == n - 1  # call 9 dropped out
 
 
 def test_shared_analysis_outside_the_clock_analyses_alone() -> None:
