@@ -116,6 +116,8 @@ class AgentCampaignRunner(CampaignRunner):
         self.last_decision: dict[str, Any] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         pool.on_ready.append(self._agent_ready)
+        pool.register_campaign(cfg.name, cfg.priority,
+                               lambda: self.state == RUNNING and not self._halting)  # fmt: skip
 
     def _mine(self, agent: Agent) -> bool:
         """The agent's current call is one of this campaign's."""
@@ -142,11 +144,14 @@ class AgentCampaignRunner(CampaignRunner):
         loop_now = asyncio.get_running_loop().time()
         agents: list[AgentSnapshot] = []
         for a in self.pool.working(self.name):
+            # A busy agent frees up for the campaign whose call they are on; a
+            # ready one is counted by one campaign only (AgentPool.home).
             if a.state is AgentState.READY and a.reservation is None:
-                agents.append(AgentSnapshot(PacingAgentState.READY, loop_now - a.since))
-            elif a.state is AgentState.ON_CALL:
+                if self.pool.home(a) == self.name:
+                    agents.append(AgentSnapshot(PacingAgentState.READY, loop_now - a.since))
+            elif a.state is AgentState.ON_CALL and self._mine(a):
                 agents.append(AgentSnapshot(PacingAgentState.ON_CALL, loop_now - a.since))
-            elif a.state is AgentState.WRAP_UP:
+            elif a.state is AgentState.WRAP_UP and self._mine(a):
                 agents.append(AgentSnapshot(PacingAgentState.WRAP_UP, loop_now - a.since))
         ringing = tuple(
             loop_now - c.placed_at

@@ -216,6 +216,9 @@ class AgentPool:
         self.loop = asyncio.get_running_loop()
         self.on_ready: list[Callable[[], None]] = []  # dial loops to wake
         self._leg_tasks: dict[str, asyncio.Task[None]] = {}
+        # campaign -> (priority, is it dialling now?): where a shared agent's
+        # readiness is counted by the pacers (see `home`).
+        self._campaigns: dict[str, tuple[int, Callable[[], bool]]] = {}
         # One phone per agent, the last registered wins; INVITEs go to where
         # the REGISTER came from (works behind NAT, where the Contact's
         # address may be private).
@@ -281,6 +284,20 @@ class AgentPool:
             and a.leg is not None
         ]
         return sorted(ready, key=lambda a: a.ready_since)
+
+    def register_campaign(self, name: str, priority: int, running: Callable[[], bool]) -> None:
+        self._campaigns[name] = (priority, running)
+
+    def home(self, agent: Agent) -> str | None:
+        """The one running campaign whose pacer counts this agent while ready:
+        the highest priority (then name) among those they may work. Two
+        pacers counting the same ready agent would both dial for them."""
+        running = [
+            (-prio, name)
+            for name, (prio, is_running) in self._campaigns.items()
+            if agent.may_work(name) and is_running()
+        ]
+        return min(running)[1] if running else None
 
     def release(self, agent: Agent) -> None:
         """Drop the agent's reservation; a person waiting gets them at once."""
