@@ -185,3 +185,13 @@ def remove_agent_account(conn: Connection, agent_id: str) -> bool:
 def agent_accounts_of(conn: Connection) -> list[dict[str, Any]]:
     rows = conn.execute(select(agent_accounts).order_by(agent_accounts.c.id)).mappings()
     return [dict(r) for r in rows]
+
+
+def reset_dialling_callbacks(conn: Connection) -> int:
+    """After a crash: callbacks caught between "dialling" and "dialled" are
+    pending again (their attempt, if one was made, is reconciled apart)."""
+    return int(
+        conn.execute(
+            update(callbacks).where(callbacks.c.state == "dialling").values(state="pending")
+        ).rowcount
+    )

@@ -532,6 +532,11 @@ class Store:
             f"callback {callback_id}",
         )
 
+    async def reset_dialling_callbacks(self) -> int:
+        return await self._writer.write_wait(
+            agentdb.reset_dialling_callbacks, "reset_dialling_callbacks"
+        )
+
     async def callbacks(
         self, campaign: str | None = None, state: str | None = None
     ) -> list[dict[str, Any]]:

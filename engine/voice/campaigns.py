@@ -89,6 +89,7 @@ class CampaignManager:
                 runner.name, contact_id, state=state, next_attempt_at=when,
                 last_result=CallResult.INTERRUPTED.value, attempts_delta=1,
             )  # fmt: skip
+        await self.store.reset_dialling_callbacks()  # a crash between "dialling" and "dialled"
         await self.store.flush()
         return len(reconciled)
 

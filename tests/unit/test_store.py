@@ -577,3 +577,34 @@ async def test_kill_9_loses_no_attempt_that_was_returned(tmp_path: Path) -> None
         assert all(r["result"] == "interrupted" for r in reconciled)
     finally:
         await store.close()
+
+
+async def test_callbacks_left_dialling_by_a_crash_are_pending_again(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    store = await Store.open(f"sqlite:///{tmp_path / 'cb.db'}")
+    try:
+        now = datetime.now(UTC)
+        ids = [
+            await store.add_callback(
+                campaign="c1",
+                contact_id=i,
+                number=f"+1212555000{i}",
+                agent=None,
+                due_at=now,
+                state="pending",
+                created_by="ana",
+                attempt_id=None,
+                created_at=now,
+            )
+            for i in range(3)
+        ]
+        store.set_callback(ids[0], state="dialling")
+        store.set_callback(ids[1], state="dialled", attempt_id=9)
+        assert await store.reset_dialling_callbacks() == 1
+        states = {cb["id"]: cb["state"] for cb in await store.callbacks("c1")}
+        assert states == {ids[0]: "pending", ids[1]: "dialled", ids[2]: "pending"}
+        due = await store.due_callbacks("c1", now, 10)
+        assert [cb["id"] for cb in due] == [ids[0], ids[2]]
+    finally:
+        await store.close()
