@@ -169,7 +169,12 @@ def test_kill_9_mid_campaign_loses_nothing_and_dials_nothing_twice(setup: Any) -
     invites = sipp_invites(workdir / "sipp-messages.log")
     for i in range(CONTACTS):
         num = number(i)
-        assert len(invites.get(num, [])) == stored[num], num
+        # The attempt is committed before its INVITE leaves (intent before
+        # action), so a kill -9 between the two leaves one stored attempt that
+        # SIPp never saw: interrupted, with no INVITE time. Never the reverse.
+        unsent = [r for r in attempts if r["number"] == num and r["result"] == "interrupted"
+                  and r["invite_sent_at"] is None]  # fmt: skip
+        assert stored[num] - len(unsent) <= len(invites.get(num, [])) <= stored[num], num
         times = invites.get(num, [])
         for a, b in itertools.pairwise(times):
             assert b - a >= RETRY_S - 0.05, (num, times)  # never twice inside the interval
