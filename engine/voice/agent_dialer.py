@@ -173,12 +173,12 @@ class AgentCampaignRunner(CampaignRunner):
         abandoned = sorted(t.timestamp() for t in history["abandons"])
         lives = sorted(t.timestamp() for t in history["live_answers"])
         ledger = AbandonWindow(window, start=min([time.time(), *lives, *abandoned]))
-        events = sorted([(t, False) for t in lives] + [(t, True) for t in abandoned])
-        for at, is_abandon in events:
-            if is_abandon:
-                ledger._abandons.append(at)
-            else:
-                ledger._lives.append(at)
+        # Every stored abandon was a live answer too (the store keeps them
+        # apart: abandons in `abandons`, answers on the attempts).
+        for at in lives:
+            ledger.on_live_answer(at, abandoned=False)
+        for at in abandoned:
+            ledger.on_late_abandon(at)
         self.ledger = ledger
 
     # ------------------------------------------------------------------- loop
@@ -557,7 +557,7 @@ class AgentCampaignRunner(CampaignRunner):
         if machine:
             return
         if counted_live:
-            self.ledger._abandons.append(time.time())
+            self.ledger.on_late_abandon(time.time())
         else:
             self.ledger.on_live_answer(time.time(), abandoned=True)
         self._spawn(

@@ -347,6 +347,11 @@ class AbandonWindow:
         if abandoned:
             self._abandons.append(now)
 
+    def on_late_abandon(self, now: float) -> None:
+        """A call already counted as a live answer (bridged) became an
+        abandon (the agent's leg dropped): the abandon alone counts."""
+        self._abandons.append(now)
+
     def on_machine_verdict(self, now: float) -> None:
         """AMD said machine and the call was not sent to an agent."""
         self._machines.append(now)
