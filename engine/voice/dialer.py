@@ -23,6 +23,7 @@ from carriers.sip.events import CallAnswered, CallEarlyMedia, CallEnded, CallPro
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
 from engine.store import AttemptIntent, DialCandidate
+from engine.store.types import INTERRUPTED
 from engine.voice.flows import Analysis, EarlyMediaWatch, answered_flow
 from engine.voice.telephony import MediaLeg, Telephony, TokenBucket, pace
 
@@ -135,6 +136,14 @@ class CampaignRunner:
             if live.handle is not None:
                 self.tel.sip.hangup(live.handle.call_id, "shutting down")
         await self._wait_calls(5.0)
+        # A call the carrier never let go of (no answer to the BYE or CANCEL)
+        # is closed as the restart after a crash would close it.
+        now = utcnow()
+        for live in list(self.calls.values()):
+            self.store.update_attempt(live.attempt_id, ended_at=now, result=INTERRUPTED,
+                                      reason="no end within the shutdown grace")  # fmt: skip
+            self.store.set_contact_state(self.name, live.contact_id, state="retry",
+                                         next_attempt_at=now)  # fmt: skip
 
     async def _wait_calls(self, limit: float) -> None:
         if self.calls:
@@ -212,8 +221,19 @@ class CampaignRunner:
                 campaign=self.name, contact_id=candidate.contact_id, number=number,
                 trunk=cfg.trunk, caller_id=cfg.caller_id, created_at=utcnow(),
             )  # fmt: skip
+            # Durable before the INVITE. The insert is shielded: a shutdown
+            # that cancels the loop here must not leave a committed attempt
+            # open, so it waits for the row and closes it as never sent.
+            insert = asyncio.ensure_future(store.create_attempt(intent))
             try:
-                attempt_id = await store.create_attempt(intent)  # durable before the INVITE
+                attempt_id = await asyncio.shield(insert)
+            except asyncio.CancelledError:
+                self.tel.close_media(leg)
+                with contextlib.suppress(Exception):
+                    unsent = await insert
+                    store.update_attempt(unsent, ended_at=utcnow(), result=INTERRUPTED,
+                                         reason="shut down before the INVITE")  # fmt: skip
+                raise
             except Exception:
                 self.tel.close_media(leg)
                 raise
