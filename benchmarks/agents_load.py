@@ -206,7 +206,7 @@ class Daemon:
             f"store_url: sqlite:///{self.db}", f"control_socket: {self.socket}",
             f"sip_host: {HOST}", "sip_port: 0", f"rtp_ports: [{rtp[0]}, {rtp[1]}]",
             f"prompts_dir: {work}", "shutdown_grace: 2", "log:", "  level: info",
-            "  format: json",
+            "  format: json", "compliance:", "  legal_hours: lab",
         ]  # fmt: skip
         if agents:
             lines.append("agents:")

@@ -9,7 +9,7 @@ documents every field.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from carriers.sip.errors import SipParseError
 from carriers.sip.outcome import CallResult
 from carriers.sip.parser import parse_address
 from dsp.wav import WavError, decode_wav
+from engine.compliance.campaign import HoursConfig, parse_hours_config
+from engine.compliance.hours import DAYS
 from engine.config import (
     ConfigError,
     DaemonConfig,
@@ -124,6 +126,7 @@ class CampaignConfig:
     amd: AmdConfig = AmdConfig()
     dialing: DialingConfig = DialingConfig()
     safe_harbor: Path | None = None
+    hours: HoursConfig = field(default_factory=HoursConfig)
 
     @property
     def with_agents(self) -> bool:
@@ -133,7 +136,8 @@ class CampaignConfig:
 _CAMPAIGN_FIELDS = {
     "name", "channel", "mode", "contact_list", "trunk", "caller_id", "lines",
     "max_attempts", "ring_timeout", "max_duration", "retry", "prompt", "priority",
-    "calls_per_second", "amd", "dialing", "safe_harbor",
+    "calls_per_second", "amd", "dialing", "safe_harbor", "calling_hours", "restricted_days",
+    "contact_location",
 }  # fmt: skip
 _DIALING_FIELDS = {
     "ratio", "max_ratio", "abandon_target", "jurisdiction", "connect_wait",
@@ -379,6 +383,7 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
             "free (who is calling and a number to call back; 47 CFR 64.1200(a)(7)(i))",
         )
     amd = _amd(m, config)
+    hours = parse_hours_config(m)
     if amd.on_machine == "agent" and mode not in AGENT_MODES:
         raise m.error("amd", "on_machine: agent needs an agent mode")
     return CampaignConfig(
@@ -386,7 +391,7 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
         contact_list=contact_list, trunk=trunk, caller_id=caller_id, lines=lines,
         max_attempts=max_attempts, ring_timeout=ring_timeout, max_duration=max_duration,
         retry=retry, prompt=_prompt(m, config), priority=priority, calls_per_second=cps,
-        amd=amd, dialing=dialing, safe_harbor=safe_harbor,
+        amd=amd, dialing=dialing, safe_harbor=safe_harbor, hours=hours,
     )  # fmt: skip
 
 
@@ -464,7 +469,24 @@ def campaign_definition(c: CampaignConfig) -> dict[str, Any]:
         },
         "dialing": _dialing_definition(c.dialing),
         "safe_harbor": str(c.safe_harbor) if c.safe_harbor else None,
+        "hours": _hours_definition(c.hours),
     }
+
+
+def _hours_definition(h: HoursConfig) -> dict[str, Any]:
+    def hhmm(m: int) -> str:
+        return f"{m // 60:02d}:{m % 60:02d}"
+
+    def window(w: tuple[int, int] | None) -> str | None:
+        return None if w is None else f"{hhmm(w[0])}-{hhmm(w[1])}"
+
+    week = None if h.week is None else dict(zip(DAYS, map(window, h.week), strict=True))
+    return {
+        "calling_hours": week,
+        "public_holidays": h.public_holidays, "dates": sorted(d.isoformat() for d in h.dates),
+        "timezone_columns": list(h.timezone_columns),
+        "postal_code_columns": list(h.postal_code_columns), "default_timezone": h.default_timezone,
+    }  # fmt: skip
 
 
 def _dialing_definition(d: DialingConfig) -> dict[str, Any]:

@@ -467,11 +467,16 @@ class DaemonConfig:
     shutdown_grace: float = 30.0
     agents: dict[str, AgentConfig] = field(default_factory=dict)
     registrar: RegistrarConfig = field(default_factory=RegistrarConfig)
+    # "enforce": the built-in calling-time law applies to every voice campaign;
+    # "lab": it does not (campaign hours still do), allowed only when every
+    # trunk is on a loopback address (a test rig with a simulated carrier).
+    legal_hours: str = "enforce"
 
 
 _DAEMON_FIELDS = {
     "trunks", "store_url", "control_socket", "sip_host", "sip_port", "rtp_ports",
     "campaigns_dir", "prompts_dir", "log", "shutdown_grace", "agents", "registrar",
+    "compliance",
 }  # fmt: skip
 _HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 # sockaddr_un.sun_path holds 108 bytes on Linux, including the terminating NUL.
@@ -564,9 +569,10 @@ def load_config(path: str | Path) -> DaemonConfig:
     sip_port = top.number("sip_port", int, 5060, low=0)
     if sip_port > 65535:
         raise top.error("sip_port", f"expected a port 0..65535 (0: any free port), got {sip_port}")
+    trunks = _trunks(top)
     return DaemonConfig(
         path=Path(path).absolute(),
-        trunks=_trunks(top),
+        trunks=trunks,
         store_url=_store_url(top),
         control_socket=_control_socket(top),
         sip_host=_sip_host(top),
@@ -578,4 +584,29 @@ def load_config(path: str | Path) -> DaemonConfig:
         shutdown_grace=top.duration("shutdown_grace", 30.0) or 0.0,
         agents=_agents(top),
         registrar=_registrar(top),
+        legal_hours=_legal_hours(top, trunks),
     )
+
+
+def _legal_hours(top: _Node, trunks: dict[str, TrunkConfig]) -> str:
+    node = top.mapping("compliance")
+    if node is None:
+        return "enforce"
+    node.check_keys({"legal_hours"})
+    mode = node.choice("legal_hours", ("enforce", "lab"), "enforce")
+    if mode == "lab":
+        remote = [t.name for t in trunks.values() if not _loopback(t.uri.host)]
+        if remote:
+            raise node.error(
+                "legal_hours",
+                "lab turns the built-in calling-time law off and is only allowed when every "
+                f"trunk is on a loopback address; not: {', '.join(sorted(remote))}",
+            )
+    return mode
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

@@ -180,7 +180,7 @@ def _show_mapping(result: Any, _: argparse.Namespace) -> None:
 
 _CAMPAIGN_COLUMNS = (
     "name", "state", "list", "trunk", "lines", "in_flight",
-    "total", "processed", "pending", "retry", "done", "skipped", "failed",
+    "total", "processed", "pending", "retry", "deferred", "done", "skipped", "failed",
 )  # fmt: skip
 
 

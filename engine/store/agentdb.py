@@ -126,6 +126,17 @@ def abandoned_since(conn: Connection, numbers: tuple[str, ...], since: datetime)
     return {str(n): at for n, at in rows}
 
 
+def calls_since(conn: Connection, contact_id: int, since: datetime) -> list[datetime]:
+    """When the contact was called (INVITE sent) since `since`, in any campaign,
+    oldest first (the states' "N calls per 24 hours" rules)."""
+    rows = conn.execute(
+        select(attempts.c.invite_sent_at)
+        .where(attempts.c.contact_id == contact_id, attempts.c.invite_sent_at >= since)
+        .order_by(attempts.c.invite_sent_at)
+    ).scalars()
+    return list(rows)
+
+
 def add_callback(conn: Connection, values: dict[str, Any]) -> int:
     result = conn.execute(insert(callbacks).values(**values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]

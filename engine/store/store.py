@@ -362,6 +362,8 @@ class Store:
             values["last_result"] = last_result
         if skip_reason is not None:
             values["skip_reason"] = skip_reason
+        elif state == "in_flight":
+            values["skip_reason"] = None  # a deferral's reason no longer holds
         self._writer.write(
             partial(
                 queries.set_contact_state,
@@ -513,6 +515,12 @@ class Store:
             return {}
         return await self._writer.run(
             partial(agentdb.abandoned_since, numbers=tuple(numbers), since=since)
+        )
+
+    async def calls_since(self, contact_id: int, since: datetime) -> list[datetime]:
+        _aware("since", since)
+        return await self._writer.run(
+            partial(agentdb.calls_since, contact_id=contact_id, since=since)
         )
 
     async def add_callback(self, **values: Any) -> int:

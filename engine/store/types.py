@@ -9,9 +9,11 @@ from engine.errors import InvalidState
 
 # campaign_contacts.state: where a contact stands in one campaign.
 # "callback": an agent scheduled a call back (callbacks table); not dialled by
-# the queue until the callback is due.
+# the queue until the callback is due. "deferred": not callable now (outside
+# its calling hours in its own time zone, a restricted day); due again at
+# next_attempt_at, the reason in skip_reason.
 CONTACT_STATES = frozenset(
-    {"pending", "in_flight", "retry", "done", "skipped", "failed", "callback"}
+    {"pending", "in_flight", "retry", "done", "skipped", "failed", "callback", "deferred"}
 )
 # campaigns.state
 CAMPAIGN_STATES = frozenset({"stopped", "running", "paused", "completed"})
@@ -52,7 +54,7 @@ def dial_queue(state: str, next_attempt_at: datetime | None, now: datetime) -> i
     """The dial queue of a contact in `state` (see READY, WAITING, IDLE)."""
     if state == "pending":
         return READY
-    if state == "retry":
+    if state in ("retry", "deferred"):
         return READY if next_attempt_at is None or next_attempt_at <= now else WAITING
     return IDLE
 

@@ -18,6 +18,7 @@ from engine.campaign_config import (
     load_campaign,
     load_campaigns,
 )
+from engine.compliance.campaign import calling_hours
 from engine.config import ConfigError, DaemonConfig
 from engine.errors import InvalidState, NotFound, OutdialError
 from engine.voice.agent_dialer import AgentCampaignRunner
@@ -133,6 +134,7 @@ class CampaignManager:
             )
         else:
             runner = CampaignRunner(self.store, self.bus, self.tel, cfg, prompt, machine_prompt)
+        runner.hours = calling_hours(cfg.hours, str(cfg.file), self.config.legal_hours)
         runner.state = (await store.campaign(cfg.name))["state"]
         if runner.state == RUNNING:
             runner.state = STOPPED  # resume_running() restarts it after reconcile

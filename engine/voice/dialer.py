@@ -22,6 +22,9 @@ from carriers.rtp.errors import RtpError
 from carriers.sip.events import CallAnswered, CallEarlyMedia, CallEnded, CallProgress
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
+from engine.compliance.campaign import calling_hours
+from engine.compliance.hours import Verdict
+from engine.compliance.locate import LocateError
 from engine.store import AttemptIntent, DialCandidate
 from engine.store.types import INTERRUPTED
 from engine.voice.flows import Analysis, EarlyMediaWatch, answered_flow
@@ -36,6 +39,7 @@ log = logging.getLogger("outdial.dialer")
 
 RUNNING, PAUSED, STOPPED, COMPLETED = "running", "paused", "stopped", "completed"
 RESYNC_EVERY = 2.0  # seconds between picking up contacts added to the list
+DEFER_FETCH = 512  # contacts read per pass while deferring ones outside their hours
 
 
 def utcnow() -> datetime:
@@ -99,6 +103,10 @@ class CampaignRunner:
         self._halting = False
         self.placed = 0
         self._bucket = TokenBucket(cfg.calls_per_second) if cfg.calls_per_second else None
+        # The daemon replaces this with its own (a lab rig drops the law's part).
+        self.hours = calling_hours(cfg.hours, str(cfg.file))
+        self.locator = cfg.hours.locator()
+        self.deferred = 0
 
     @property
     def name(self) -> str:
@@ -158,21 +166,33 @@ class CampaignRunner:
         loop = asyncio.get_running_loop()
         await store.sync_campaign_contacts(self.name)
         next_sync = loop.time() + RESYNC_EVERY
+        deferring = False
         while self.state == RUNNING and not self._halting:
             if loop.time() >= next_sync:
                 await store.sync_campaign_contacts(self.name)
                 next_sync = loop.time() + RESYNC_EVERY
             free = min(self.cfg.lines - len(self.calls), self.tel.capacity(self.cfg.trunk))
-            if free > 0:
+            if free <= 0:
+                deferring = False
+            else:
                 exclude = set(self._reserved) | {c.contact_id for c in self.calls.values()}
-                due = await store.due_contacts(self.name, utcnow(), free, exclude)
+                # While contacts outside their calling hours are being moved
+                # out of the way, read further ahead so that callable ones
+                # behind them are reached at once.
+                fetch = free if not deferring else max(free, DEFER_FETCH)
+                due = await store.due_contacts(self.name, utcnow(), fetch, exclude)
+                before, placed = self.deferred, 0
                 for candidate in due:
-                    if self.state != RUNNING or self._halting:
+                    if self.state != RUNNING or self._halting or placed >= free:
                         break
-                    await self._dial(candidate)
+                    if await self._dial(candidate) is not None:
+                        placed += 1
+                deferring = self.deferred > before and placed < free
                 if not due and not self.calls and await self._finished():
                     await self.set_state(COMPLETED)
                     return
+            if deferring:
+                continue  # more may be due behind the deferred ones
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=0.2)
@@ -180,7 +200,8 @@ class CampaignRunner:
     async def _finished(self) -> bool:
         await self.store.flush()
         progress = await self.store.progress(self.name)
-        return not any(progress.get(k, 0) for k in ("pending", "retry", "in_flight", "callback"))
+        waiting = ("pending", "retry", "in_flight", "callback", "deferred")
+        return not any(progress.get(k, 0) for k in waiting)
 
     async def _usable_numbers(self, candidate: DialCandidate, reserved: Any) -> list[str]:
         """The contact's numbers that may be dialled now; with none, the
@@ -190,11 +211,46 @@ class CampaignRunner:
         usable = [p for p in candidate.phones if p not in blocked]
         if not usable:
             reason = "do-not-contact: " + ", ".join(sorted(blocked))
-            store.set_contact_state(self.name, candidate.contact_id, state="skipped",
-                                    skip_reason=reason)  # fmt: skip
-            self.bus.publish("contact.skipped", campaign=self.name,
-                             contact=candidate.contact_id, reason=reason)  # fmt: skip
-        return usable
+            self._skip(candidate, reason)
+            return usable
+        return await self._callable_now(candidate, usable)
+
+    def _skip(self, candidate: DialCandidate, reason: str) -> None:
+        self.store.set_contact_state(self.name, candidate.contact_id, state="skipped",
+                                     skip_reason=reason)  # fmt: skip
+        self.bus.publish("contact.skipped", campaign=self.name,
+                         contact=candidate.contact_id, reason=reason)  # fmt: skip
+
+    async def _callable_now(self, candidate: DialCandidate, numbers: list[str]) -> list[str]:
+        """The numbers callable now in the contact's local time; with none, the
+        contact is deferred to the first time one is (state "deferred", the
+        reason in skip_reason), or skipped when its time-zone column is bad."""
+        now = utcnow()
+        allowed: list[str] = []
+        reason, until = "", None
+        for number in numbers:
+            try:
+                locale = self.locator.locate(candidate.attributes, number)
+            except LocateError as exc:
+                self._skip(candidate, f"bad contact data: {exc}")
+                return []
+            verdict = self.hours.verdict(locale, now)
+            if verdict.callable:
+                limit = self.hours.call_limit(locale)
+                if limit is not None:
+                    verdict = await self._within_call_limit(candidate, limit, now)
+            if verdict.callable:
+                allowed.append(number)
+            elif until is None or verdict.until < until:
+                reason, until = f"{number}: {verdict.reason}", verdict.until
+        if not allowed and until is not None:
+            self.deferred += 1
+            why = f"not callable now: {reason}; callable from {until.isoformat()}"
+            self.store.set_contact_state(self.name, candidate.contact_id, state="deferred",
+                                         next_attempt_at=until, skip_reason=why)  # fmt: skip
+            self.bus.publish("contact.deferred", campaign=self.name, contact=candidate.contact_id,
+                             until=until.isoformat(), reason=reason)  # fmt: skip
+        return allowed
 
     async def _dial(self, candidate: DialCandidate, reserved: Any = None) -> int | None:
         """Place one call to `candidate`; returns the attempt id, or None when
@@ -241,6 +297,18 @@ class CampaignRunner:
             return attempt_id
         finally:
             self._reserved.discard(candidate.contact_id)
+
+    async def _within_call_limit(
+        self, candidate: DialCandidate, limit: tuple[int, str], now: datetime
+    ) -> Verdict:
+        """A state's "at most N calls in 24 hours" rule for this contact."""
+        most, source = limit
+        calls = await self.store.calls_since(candidate.contact_id, now - timedelta(hours=24))
+        if len(calls) < most:
+            return Verdict(True, "", now)
+        until = calls[len(calls) - most] + timedelta(hours=24)
+        return Verdict(False, f"{len(calls)} calls in the last 24 h, at most {most} ({source})",
+                       until)  # fmt: skip
 
     def _make_live(
         self, cand: DialCandidate, number: str, attempt_id: int, leg: MediaLeg, reserved: Any

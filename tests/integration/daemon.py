@@ -59,7 +59,11 @@ class Daemon:
             f"rtp_ports: [{low}, {low + 1000}]\n"
             f"prompts_dir: {prompt.parent}\n"
             "shutdown_grace: 2\n"
-            "log:\n  level: info\n  format: json\n" + extra
+            "log:\n  level: info\n  format: json\n"
+            # SIPp carriers on loopback, at whatever hour the suite runs: the
+            # law's calling hours are tested on their own (test_hours_daemon).
+            + ("" if "compliance:" in extra else "compliance:\n  legal_hours: lab\n")
+            + extra
         )
         (workdir / "campaigns" / "test.yaml").write_text(campaign)
         self.proc: subprocess.Popen[bytes] | None = None

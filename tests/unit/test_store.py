@@ -466,6 +466,7 @@ async def test_progress_and_summary_of_a_known_scenario(store: Store) -> None:
         "skipped": 1,
         "failed": 0,
         "callback": 0,
+        "deferred": 0,
         "processed": 3,
         "attempts": 5,
         "by_result": {"answered": 2, "busy": 1, "no_answer": 1},
