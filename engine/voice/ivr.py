@@ -619,9 +619,12 @@ def load_flow(path: str | Path, prompts_dir: str | Path | None = None) -> Flow:
     return parse_flow(_read_mapping(path), prompts_dir)
 
 
-def check_queues(flow: Flow, *, has_agents: bool, agent_campaigns: Collection[str]) -> None:
-    """Transfers to agents: `queue: this` needs agents here, another campaign must
-    exist and have agents. Run once every campaign is loaded."""
+def check_queues(
+    flow: Flow, *, has_agents: bool, agent_campaigns: Collection[str] | None = None
+) -> None:
+    """Transfers to agents: `queue: this` needs agents in this campaign; another
+    campaign must be one of `agent_campaigns` (not checked when None: run again
+    once every campaign is loaded)."""
     for step in flow.steps.values():
         if not isinstance(step, TransferQueueStep):
             continue
@@ -630,8 +633,9 @@ def check_queues(flow: Flow, *, has_agents: bool, agent_campaigns: Collection[st
         if step.campaign is None and not has_agents:
             message = "queue: this needs a campaign with agents (preview, progressive, ...)"
             raise ConfigError(flow.file, step.queue_line, field, message)
-        if step.campaign is not None and step.campaign not in agent_campaigns:
-            hint = _closest(step.campaign, set(agent_campaigns))
-            extra = f" (did you mean '{hint}'?)" if hint else ""
-            message = f"no campaign with agents named {step.campaign!r}{extra}"
-            raise ConfigError(flow.file, step.queue_line, field, message)
+        if agent_campaigns is not None and step.campaign is not None:
+            if step.campaign not in agent_campaigns:
+                hint = _closest(step.campaign, set(agent_campaigns))
+                extra = f" (did you mean '{hint}'?)" if hint else ""
+                message = f"no campaign with agents named {step.campaign!r}{extra}"
+                raise ConfigError(flow.file, step.queue_line, field, message)
