@@ -53,6 +53,8 @@ MAX_CONNECT_WAIT = 1.5
 ON_MACHINE = ("hangup", "message_after_beep", "agent")
 LATER_ON_MACHINE = ("ivr",)
 ON_HUMAN = ("prompt", "hangup")
+# Do-not-contact lists (store data: `outdial ctl dnc create NAME --kind KIND`).
+DEFAULT_DNC_LIST, DEFAULT_OPTOUT_LIST = "internal", "opt-outs"
 AMD_MODES = ("default", "asterisk")
 
 
@@ -127,6 +129,13 @@ class CampaignConfig:
     dialing: DialingConfig = DialingConfig()
     safe_harbor: Path | None = None
     hours: HoursConfig = field(default_factory=HoursConfig)
+    dnc_lists: tuple[str, ...] = (DEFAULT_DNC_LIST,)
+    optout_list: str = DEFAULT_OPTOUT_LIST
+
+    @property
+    def checked_dnc_lists(self) -> tuple[str, ...]:
+        """The DNC lists checked before each call: `dnc_lists`, then the opt-out list."""
+        return tuple(dict.fromkeys((*self.dnc_lists, self.optout_list)))
 
     @property
     def with_agents(self) -> bool:
@@ -137,7 +146,7 @@ _CAMPAIGN_FIELDS = {
     "name", "channel", "mode", "contact_list", "trunk", "caller_id", "lines",
     "max_attempts", "ring_timeout", "max_duration", "retry", "prompt", "priority",
     "calls_per_second", "amd", "dialing", "safe_harbor", "calling_hours", "restricted_days",
-    "contact_location",
+    "contact_location", "dnc_lists", "optout_list",
 }  # fmt: skip
 _DIALING_FIELDS = {
     "ratio", "max_ratio", "abandon_target", "jurisdiction", "connect_wait",
@@ -384,6 +393,7 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
         )
     amd = _amd(m, config)
     hours = parse_hours_config(m)
+    dnc_lists, optout_list = _dnc_lists(m)
     if amd.on_machine == "agent" and mode not in AGENT_MODES:
         raise m.error("amd", "on_machine: agent needs an agent mode")
     return CampaignConfig(
@@ -392,7 +402,31 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
         max_attempts=max_attempts, ring_timeout=ring_timeout, max_duration=max_duration,
         retry=retry, prompt=_prompt(m, config), priority=priority, calls_per_second=cps,
         amd=amd, dialing=dialing, safe_harbor=safe_harbor, hours=hours,
+        dnc_lists=dnc_lists, optout_list=optout_list,
     )  # fmt: skip
+
+
+def _dnc_lists(m: _Node) -> tuple[tuple[str, ...], str]:
+    """`dnc_lists` (default [internal]) and `optout_list` (default opt-outs).
+    Lists are store data, so only their names are checked here; a campaign
+    naming a list the store does not have refuses to start (campaign.start)."""
+    names: tuple[str, ...] = (DEFAULT_DNC_LIST,)
+    node = m.present("dnc_lists")
+    if node is not None:
+        if not isinstance(node, yaml.SequenceNode) or not all(
+            isinstance(n, yaml.ScalarNode) for n in node.value
+        ):
+            raise m.error("dnc_lists", "expected a list of do-not-contact list names")
+        names = tuple(str(n.value).strip() for n in node.value)
+    for name in names:
+        if not _NAME_RE.fullmatch(name):
+            raise m.error("dnc_lists", f"{name!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+    if len(set(names)) != len(names):
+        raise m.error("dnc_lists", "a list is named twice")
+    optout = (m.text("optout_list") or DEFAULT_OPTOUT_LIST).strip()
+    if not _NAME_RE.fullmatch(optout):
+        raise m.error("optout_list", f"{optout!r}: expected 1-64 letters, digits, '.', '_' or '-'")
+    return names, optout
 
 
 def _nonempty(m: _Node, key: str) -> str:
@@ -470,6 +504,8 @@ def campaign_definition(c: CampaignConfig) -> dict[str, Any]:
         "dialing": _dialing_definition(c.dialing),
         "safe_harbor": str(c.safe_harbor) if c.safe_harbor else None,
         "hours": _hours_definition(c.hours),
+        "dnc_lists": list(c.dnc_lists),
+        "optout_list": c.optout_list,
     }
 
 

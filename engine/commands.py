@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from engine import agent_commands as ac
 from engine import media_commands as mc
+from engine.campaign_config import DEFAULT_DNC_LIST, DEFAULT_OPTOUT_LIST
 from engine.config import ConfigError
-from engine.errors import BadRequest, NotFound, OutdialError
+from engine.errors import BadRequest, InvalidState, NotFound, OutdialError
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -215,7 +216,9 @@ async def _state(app: App, name: str) -> str:
 
 
 async def campaign_start(app: App, name: str) -> dict[str, Any]:
-    """Start placing calls (InvalidState when running already)."""
+    """Start placing calls (InvalidState when running already, or when one of
+    its do-not-contact lists is not in the store)."""
+    await _check_dnc_lists(app, name)
     await app.campaigns.start(name)
     return {"campaign": name, "state": await _state(app, name)}
 
@@ -227,7 +230,8 @@ async def campaign_pause(app: App, name: str) -> dict[str, Any]:
 
 
 async def campaign_resume(app: App, name: str) -> dict[str, Any]:
-    """Resume a paused campaign."""
+    """Resume a paused campaign (its do-not-contact lists checked again)."""
+    await _check_dnc_lists(app, name)
     await app.campaigns.resume(name)
     return {"campaign": name, "state": await _state(app, name)}
 
@@ -345,58 +349,166 @@ def parse_expiry(text: str, now: datetime) -> datetime:
     return when
 
 
+def _dnc_target(number: str | None, contact_id: int | None) -> str:
+    if (number is None) == (contact_id is None):
+        raise BadRequest("give a phone number or a contact_id (one of them)")
+    return number if number is not None else f"contact {contact_id}"
+
+
 async def dnc_add(
     app: App,
-    number: str,
+    number: str | None = None,
+    contact_id: int | None = None,
+    list: str = DEFAULT_DNC_LIST,
     source: str = "manual",
     expires: str | None = None,
+    note: str | None = None,
+    region: str = "US",
+    campaign: str | None = None,
+) -> dict[str, Any]:
+    """Put a number (or a contact: all its numbers) on a do-not-contact list
+    (default internal), optionally until `expires`; written to the ledger."""
+    _dnc_target(number, contact_id)
+    expires_at = parse_expiry(expires, datetime.now(UTC)) if expires else None
+    e164 = await app.store.dnc_add(
+        number, contact_id=contact_id, list=list, source=source, expires_at=expires_at,
+        note=note, region=region, campaign=campaign,
+    )  # fmt: skip
+    out: dict[str, Any] = {"number": e164} if contact_id is None else {"contact_id": contact_id}
+    return {**out, "list": list, "source": source,
+            "expires_at": expires_at.isoformat() if expires_at else None}  # fmt: skip
+
+
+async def dnc_remove(
+    app: App,
+    number: str | None = None,
+    contact_id: int | None = None,
+    list: str = DEFAULT_DNC_LIST,
     region: str = "US",
 ) -> dict[str, Any]:
-    """Put a number on the do-not-contact list, optionally until `expires`."""
-    expires_at = parse_expiry(expires, datetime.now(UTC)) if expires else None
-    e164 = await app.store.dnc_add(number, source=source, expires_at=expires_at, region=region)
-    return {
-        "number": e164,
-        "source": source,
-        "expires_at": expires_at.isoformat() if expires_at else None,
-    }
+    """Take a number (or contact) off one list (default internal); NotFound
+    if it was not on it."""
+    what = _dnc_target(number, contact_id)
+    if not await app.store.dnc_remove(number, contact_id=contact_id, list=list, region=region):
+        where = (
+            "the do-not-contact list"
+            if list == DEFAULT_DNC_LIST
+            else f"do-not-contact list {list!r}"
+        )
+        raise NotFound(f"{what} is not on {where}")
+    out: dict[str, Any] = {"number": number} if contact_id is None else {"contact_id": contact_id}
+    return {**out, "list": list, "removed": True}
 
 
-async def dnc_remove(app: App, number: str, region: str = "US") -> dict[str, Any]:
-    """Take a number off the list; NotFound if it was not on it."""
-    if not await app.store.dnc_remove(number, region=region):
-        raise NotFound(f"{number} is not on the do-not-contact list")
-    return {"number": number, "removed": True}
+async def dnc_check(
+    app: App, number: str | None = None, contact_id: int | None = None, region: str = "US"
+) -> dict[str, Any]:
+    """Every list that blocks the number (or contact) now, each with its
+    source and expiry; the first one's fields at the top."""
+    _dnc_target(number, contact_id)
+    entries = await app.store.dnc_check(number, contact_id=contact_id, region=region)
+    out: dict[str, Any] = {"number": number} if contact_id is None else {"contact_id": contact_id}
+    if not entries:
+        return {**out, "listed": False, "lists": []}
+    if contact_id is None:
+        out["number"] = next((e["number"] for e in entries if e["number"]), number)
+    first = entries[0]
+    return {**out, "listed": True, "list": first["list"], "source": first["source"],
+            "added_at": first["added_at"], "expires_at": first["expires_at"],
+            "lists": entries}  # fmt: skip
 
 
-async def dnc_check(app: App, number: str, region: str = "US") -> dict[str, Any]:
-    """Whether a number is on the list now, with its entry."""
-    entry = await app.store.dnc_check(number, region=region)
-    if entry is None:
-        return {"number": number, "listed": False}
-    return {"number": number, **entry, "listed": True}
+async def dnc_lists(app: App) -> list[dict[str, Any]]:
+    """Every do-not-contact list with its kind and its active entries."""
+    rows: list[dict[str, Any]] = await app.store.dnc_lists()
+    return rows
+
+
+async def dnc_create(app: App, list: str, kind: str) -> dict[str, Any]:
+    """Create a do-not-contact list (kind internal, optout, national or other)."""
+    return await app.store.dnc_create_list(list, kind)
 
 
 async def dnc_import(
     app: App,
     file: str,
+    list: str = DEFAULT_DNC_LIST,
     column: str | None = None,
     source: str = "import",
     region: str = "US",
     error_file: str | None = None,
 ) -> dict[str, Any]:
-    """Add every number of a CSV column (the first column by default)."""
+    """Add every number of a CSV column (the first column by default), or
+    contact ids of a contact_id column, to a list (default internal)."""
     csv_path = _readable_file(file, "file")
     error_path = _writable_target(error_file, "error_file") if error_file else None
     try:
         summary = await app.store.dnc_import(
-            csv_path, column=column, source=source, region=region, error_path=error_path
-        )
+            csv_path, list=list, column=column, source=source, region=region,
+            error_path=error_path,
+        )  # fmt: skip
     except UnicodeDecodeError as exc:
         raise BadRequest(f"{file}: {exc}") from exc
     except OSError as exc:
         raise BadRequest(f"{file}: {exc.strerror or exc}") from exc
-    return dict(dataclasses.asdict(summary))
+    return {"list": list, **dataclasses.asdict(summary)}
+
+
+async def dnc_export(app: App, list: str, file: str) -> dict[str, Any]:
+    """Write a list's entries as CSV (the format dnc.import reads)."""
+    out = _writable_target(file, "file")
+    try:
+        rows = await app.store.dnc_export(list, out)
+    except OSError as exc:
+        raise BadRequest(f"{file}: {exc.strerror or exc}") from exc
+    return {"list": list, "file": file, "rows": rows}
+
+
+async def _check_dnc_lists(app: App, name: str) -> None:
+    """A campaign whose do-not-contact lists are not all in the store does not
+    start (an unknown list is never taken as an empty one)."""
+    definition = (await app.store.campaign(name)).get("definition") or {}
+    wanted = [*definition.get("dnc_lists", [DEFAULT_DNC_LIST]),
+              definition.get("optout_list", DEFAULT_OPTOUT_LIST)]  # fmt: skip
+    missing = await app.store.dnc_missing_lists(wanted)
+    if missing:
+        names = ", ".join(repr(m) for m in missing)
+        raise InvalidState(
+            f"campaign {name!r} cannot start: no do-not-contact list {names} "
+            "(create it: outdial ctl dnc create NAME --kind KIND, then import it)"
+        )
+
+
+# --------------------------------------------------------------- compliance
+
+
+def parse_when(text: str, now: datetime, what: str) -> datetime:
+    """A report bound: ISO-8601 date or time (UTC without an offset), or a
+    duration back from now ("30d", "24h")."""
+    spec = text.strip().lower()
+    if spec and _DURATION.sub("", spec) == "":
+        return now - timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u]
+                                           for n, u in _DURATION.findall(spec)))  # fmt: skip
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise BadRequest(
+            f"{what}: expected an ISO-8601 date or time, or a duration back (30d), got {text!r}"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+async def compliance_report(
+    app: App, campaign: str, since: str | None = None, until: str | None = None
+) -> dict[str, Any]:
+    """Abandon rate per legal window (US 30 days, UK 24 h with the AMD
+    false-positive estimate) against the 3 % limit, calls placed outside
+    08:00-21:00 local, repeat calls within 72 h of an abandon, skips and
+    deferrals by rule, opt-outs by source."""
+    now = datetime.now(UTC)
+    start = parse_when(since, now, "from") if since else None
+    end = parse_when(until, now, "to") if until else None
+    return await app.store.compliance_report(campaign, start, end)
 
 
 # ------------------------------------------------------------------ reports
@@ -423,9 +535,10 @@ async def report_attempts(
 
 _NAME = Arg("name", "str", True, "campaign name")
 _LIST = Arg("list", "str", True, "contact list name")
-_NUMBER = Arg("number", "str", True, "phone number (E.164, or national in `region`)")
 _REGION = Arg("region", "str", help="region for national numbers (default US)")
 _AGENT = Arg("agent", "str", True, "agent id")
+_CONTACT = Arg("contact_id", "int", help="a contact (all its numbers) instead of a number")
+_DNC_LIST = Arg("list", "str", help="do-not-contact list (default internal)")
 
 
 def _commands(*commands: Command) -> dict[str, Command]:
@@ -460,17 +573,37 @@ COMMANDS: dict[str, Command] = _commands(
             (_LIST, Arg("file", "path", True, "CSV file to write")),
             "export a list with each contact's latest result"),
     Command("dnc.add", dnc_add, (
-        _NUMBER, Arg("source", "str", help="where the request came from (default manual)"),
-        Arg("expires", "str", help="duration (30d, 12h) or ISO-8601 time"), _REGION,
-    ), "add a number to the do-not-contact list"),
-    Command("dnc.remove", dnc_remove, (_NUMBER, _REGION), "remove a number from the list"),
-    Command("dnc.check", dnc_check, (_NUMBER, _REGION), "is a number on the list?"),
+        Arg("number", "str", help="phone number (E.164, or national in `region`)"),
+        _CONTACT, _DNC_LIST,
+        Arg("source", "str", help="where the request came from (default manual)"),
+        Arg("expires", "str", help="duration (30d, 12h) or ISO-8601 time"),
+        Arg("note", "str", help="free text kept with the entry"), _REGION,
+        Arg("campaign", "str", help="the campaign the request came through (ledger)"),
+    ), "add a number or a contact to a do-not-contact list"),
+    Command("dnc.remove", dnc_remove, (
+        Arg("number", "str", help="phone number"), _CONTACT, _DNC_LIST, _REGION,
+    ), "remove a number or a contact from a list"),
+    Command("dnc.check", dnc_check, (Arg("number", "str", help="phone number"), _CONTACT,
+            _REGION), "every list that blocks a number or a contact, and why"),
+    Command("dnc.lists", dnc_lists, (), "the do-not-contact lists"),
+    Command("dnc.create", dnc_create, (
+        Arg("list", "str", True, "list name"),
+        Arg("kind", "str", True, "internal, optout, national or other"),
+    ), "create a do-not-contact list"),
     Command("dnc.import", dnc_import, (
-        Arg("file", "path", True, "CSV file"),
+        Arg("file", "path", True, "CSV file"), _DNC_LIST,
         Arg("column", "str", help="column holding the numbers (default: the first)"),
         Arg("source", "str", help="source recorded (default import)"), _REGION,
         Arg("error_file", "path", help="where to write rejected rows (CSV)"),
-    ), "import numbers into the do-not-contact list"),
+    ), "import numbers (or contact ids) into a do-not-contact list"),
+    Command("dnc.export", dnc_export, (
+        Arg("list", "str", True, "list name"), Arg("file", "path", True, "CSV file to write"),
+    ), "export a do-not-contact list as CSV"),
+    Command("compliance.report", compliance_report, (
+        Arg("campaign", "str", True),
+        Arg("since", "str", help="from: ISO-8601 time or a duration back (30d)"),
+        Arg("until", "str", help="to: ISO-8601 time or a duration back (default now)"),
+    ), "abandon rate per legal window, hours, 72 h repeats, skips, opt-outs"),
     Command("report.summary", report_summary, (Arg("campaign", "str", True),),
             "results summary of a campaign"),
     Command("report.attempts", report_attempts,

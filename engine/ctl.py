@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from engine.control import ControlClient, ControlError, DaemonUnavailable, request_sync
 from engine.ctl_agents import abandons_request, add_agent_parsers
+from engine.ctl_compliance import add_compliance_parsers
 
 DEFAULT_SOCKET = Path("var/outdial.sock")
 EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 130
@@ -214,23 +215,51 @@ def _show_exported(result: Any, _: argparse.Namespace) -> None:
     print(f"wrote {result['rows']} contacts of {result['list']} to {result['file']}")
 
 
+def _dnc_what(result: Mapping[str, Any]) -> str:
+    return str(result["number"]) if "number" in result else f"contact {result['contact_id']}"
+
+
+def _dnc_list_name(result: Mapping[str, Any]) -> str:
+    name = result.get("list", "internal")
+    return "the do-not-contact list" if name == "internal" else f"do-not-contact list {name}"
+
+
 def _show_dnc_added(result: Any, _: argparse.Namespace) -> None:
     until = f", until {result['expires_at']}" if result.get("expires_at") else ""
-    print(f"{result['number']} is on the do-not-contact list (source {result['source']}{until})")
+    print(f"{_dnc_what(result)} is on {_dnc_list_name(result)} "
+          f"(source {result['source']}{until})")  # fmt: skip
 
 
 def _show_dnc_removed(result: Any, _: argparse.Namespace) -> None:
-    print(f"{result['number']} removed from the do-not-contact list")
+    print(f"{_dnc_what(result)} removed from {_dnc_list_name(result)}")
 
 
 def _show_dnc_check(result: Any, _: argparse.Namespace) -> None:
+    what = _dnc_what(result)
     if not result.get("listed"):
-        print(f"{result['number']}: not on the do-not-contact list")
+        print(f"{what}: not on any do-not-contact list")
         return
-    details = [f"source {result.get('source')}", f"since {result.get('created_at')}"]
-    if result.get("expires_at"):
-        details.append(f"until {result['expires_at']}")
-    print(f"{result['number']}: on the do-not-contact list ({', '.join(details)})")
+    for entry in result.get("lists", []):
+        details = [entry["kind"], f"source {entry['source']}", f"since {entry['added_at']}"]
+        if entry.get("expires_at"):
+            details.append(f"until {entry['expires_at']}")
+        if entry.get("via") != "number" and "number" in result:
+            details.append(f"via {entry['via']}")
+        if entry.get("note"):
+            details.append(f"note {entry['note']}")
+        print(f"{what}: on do-not-contact list {entry['list']} ({', '.join(details)})")
+
+
+def _show_dnc_lists(result: Any, _: argparse.Namespace) -> None:
+    print(format_table(result, ("name", "kind", "numbers", "contacts", "expired", "created_at")))
+
+
+def _show_dnc_created(result: Any, _: argparse.Namespace) -> None:
+    print(f"created do-not-contact list {result['name']} (kind {result['kind']})")
+
+
+def _show_dnc_exported(result: Any, _: argparse.Namespace) -> None:
+    print(f"wrote {result['rows']} entries of {result['list']} to {result['file']}")
 
 
 def _show_summary(result: Any, args: argparse.Namespace) -> None:
@@ -245,7 +274,7 @@ def _show_summary(result: Any, args: argparse.Namespace) -> None:
 
 _ATTEMPT_COLUMNS = (
     "id", "contact_id", "number", "trunk", "result", "sip_status", "reason",
-    "created_at", "duration_ms",
+    "created_at", "local_time", "duration_ms", "ivr_summary",
 )  # fmt: skip
 
 
@@ -291,10 +320,6 @@ def _by_name(cmd: str) -> Builder:
     return lambda a: CtlRequest(cmd, {"name": a.name}, _show_state)
 
 
-def _by_number(cmd: str, show: Printer) -> Builder:
-    return lambda a: CtlRequest(cmd, _drop_none(number=a.number, region=a.region), show)
-
-
 def _contacts_import(a: argparse.Namespace) -> CtlRequest:
     args = _drop_none(list=a.list, file=_abs(a.file), phone_columns=a.phone_column,
                       region=a.region, encoding=a.encoding,
@@ -334,31 +359,67 @@ def _contacts_parsers(sub: SubParsers) -> None:
     p.add_argument("file")
 
 
+def _dnc_target(p: argparse.ArgumentParser, region: bool = True) -> None:
+    p.add_argument("number", nargs="?", help="phone number (or give --contact)")
+    p.add_argument("--contact", type=_positive_int, metavar="ID",
+                   help="a contact (all its numbers) instead of a number")  # fmt: skip
+    if region:
+        p.add_argument("--region", help="region of a national number (default US)")
+
+
+def _dnc_args(a: argparse.Namespace, **more: Any) -> dict[str, Any]:
+    if (a.number is None) == (a.contact is None):
+        raise SystemExit("outdial: error: give a NUMBER or --contact ID (one of them)")
+    return _drop_none(number=a.number, contact_id=a.contact, region=a.region, **more)
+
+
+_LIST_HELP = "do-not-contact list (default internal)"
+
+
 def _dnc_parsers(sub: SubParsers) -> None:
-    group = sub.add_parser("dnc", help="the do-not-contact list: add, remove, check, import")
+    group = sub.add_parser("dnc", help="do-not-contact lists: add, remove, check, lists, "
+                           "create, import, export")  # fmt: skip
     dsub = group.add_subparsers(dest="ctl_action", required=True, metavar="ACTION")
-    p = _leaf(dsub, "add", "add a number",
-              lambda a: CtlRequest("dnc.add", _drop_none(number=a.number, expires=a.expires,
-                                   source=a.source, region=a.region), _show_dnc_added))  # fmt: skip
-    p.add_argument("number")
+    p = _leaf(dsub, "add", "add a number or a contact to a list",
+              lambda a: CtlRequest("dnc.add", _dnc_args(a, list=a.list, expires=a.expires,
+                                   source=a.source, note=a.note), _show_dnc_added))  # fmt: skip
+    _dnc_target(p)
+    p.add_argument("--list", help=_LIST_HELP)
     p.add_argument("--expires", metavar="ISO|DURATION",
                    help="until an ISO-8601 time, or for a duration (30d, 12h, 90m)")  # fmt: skip
     p.add_argument("--source", help="where the request came from (default manual)")
-    p.add_argument("--region", help="region of a national number (default US)")
-    for action, text, show in (("remove", "remove a number", _show_dnc_removed),
-                               ("check", "is a number on the list?", _show_dnc_check)):  # fmt: skip
-        p = _leaf(dsub, action, text, _by_number(f"dnc.{action}", show))
-        p.add_argument("number")
-        p.add_argument("--region", help="region of a national number (default US)")
-    p = _leaf(dsub, "import", "add every number of a CSV file",
+    p.add_argument("--note", help="free text kept with the entry")
+    p = _leaf(dsub, "remove", "remove a number or a contact from a list",
+              lambda a: CtlRequest("dnc.remove", _dnc_args(a, list=a.list),
+                                   _show_dnc_removed))  # fmt: skip
+    _dnc_target(p)
+    p.add_argument("--list", help=_LIST_HELP)
+    p = _leaf(dsub, "check", "every list that blocks a number or a contact, and why",
+              lambda a: CtlRequest("dnc.check", _dnc_args(a), _show_dnc_check))  # fmt: skip
+    _dnc_target(p)
+    _leaf(dsub, "lists", "the do-not-contact lists",
+          lambda a: CtlRequest("dnc.lists", {}, _show_dnc_lists))  # fmt: skip
+    p = _leaf(dsub, "create", "create a do-not-contact list",
+              lambda a: CtlRequest("dnc.create", {"list": a.list, "kind": a.kind},
+                                   _show_dnc_created))  # fmt: skip
+    p.add_argument("list")
+    p.add_argument("--kind", required=True, choices=("internal", "optout", "national", "other"))
+    p = _leaf(dsub, "import", "add every number (or contact id) of a CSV file to a list",
               lambda a: CtlRequest("dnc.import", _drop_none(
-                  file=_abs(a.file), column=a.column, source=a.source, region=a.region,
-                  error_file=_abs(a.errors) if a.errors else None), _show_import))  # fmt: skip
+                  file=_abs(a.file), list=a.list, column=a.column, source=a.source,
+                  region=a.region, error_file=_abs(a.errors) if a.errors else None),
+                  _show_import))  # fmt: skip
     p.add_argument("file")
+    p.add_argument("--list", help=_LIST_HELP)
     p.add_argument("--column", metavar="C", help="column of the numbers (default: the first)")
-    p.add_argument("--source", help="source recorded (default import)")
+    p.add_argument("--source", help="source recorded (default import; a source column wins)")
     p.add_argument("--region", help="region of national numbers (default US)")
     p.add_argument("--errors", metavar="FILE", help="write rejected rows here (CSV)")
+    p = _leaf(dsub, "export", "write a list's entries as CSV (the import format)",
+              lambda a: CtlRequest("dnc.export", {"list": a.list, "file": _abs(a.file)},
+                                   _show_dnc_exported))  # fmt: skip
+    p.add_argument("list")
+    p.add_argument("file")
 
 
 def _report_parsers(sub: SubParsers) -> None:
@@ -398,6 +459,7 @@ def add_ctl_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     _campaign_parsers(sub)
     _contacts_parsers(sub)
     _dnc_parsers(sub)
+    add_compliance_parsers(sub)
     _report_parsers(sub)
     add_agent_parsers(sub)
     sub.add_parser("events", help="print every daemon event as a JSON line until Ctrl-C")

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from engine.errors import Conflict
+from engine.store import compliancedb
 from engine.store.queries import iso
 from engine.store.schema import (
     abandons,
@@ -62,8 +63,12 @@ def last_agent_states(conn: Connection) -> dict[str, str]:
 
 
 def record_abandon(conn: Connection, values: dict[str, Any]) -> int:
+    """An abandon, and its compliance ledger row in the same transaction (the
+    two can never disagree)."""
     result = conn.execute(insert(abandons).values(**values))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    abandon_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    compliancedb.append(conn, [compliancedb.abandon_row(conn, values, abandon_id)])
+    return abandon_id
 
 
 def abandons_of(

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
+    CheckConstraint,
     Column,
     Connection,
     DateTime,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -178,6 +181,12 @@ attempts = Table(
     Column("answer_to_agent_ms", Integer),
     Column("greeting_end_ms", Integer),
     Column("wrapup_code", String(64)),
+    # Compliance (migration 0004): the contact's local time when the INVITE
+    # left (ISO-8601 with its offset), and the IVR steps the caller went
+    # through (JSON) with a one-line summary ("greet > main: 9 > optout > bye").
+    Column("local_time", String(40)),
+    Column("ivr_path", Text),
+    Column("ivr_summary", Text),
     Index("ix_attempts_campaign", "campaign_id"),
     Index("ix_attempts_contact", "contact_id"),
 )
@@ -268,14 +277,83 @@ callbacks = Table(
     Index("ix_callbacks_due", "campaign", "state", "due_at"),
 )
 
-dnc = Table(
-    "dnc",
+# Do-not-contact lists (migration 0004): several per store, each of a kind
+# (internal, optout, national, other); a campaign checks the lists its
+# `dnc_lists` names plus its `optout_list`.
+DNC_LIST_KINDS = ("internal", "optout", "national", "other")
+
+dnc_lists = Table(
+    "dnc_lists",
     metadata,
-    Column("number", String(20), primary_key=True),  # E.164
-    Column("source", String(64), nullable=False),
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("expires_at", UTCDateTime),
 )
+
+# One entry blocks a number (E.164) or a contact (every number of it), on one
+# list; an expired entry is inert. `source`: free text (manual, ivr, agent:ID,
+# sms, unsubscribe, import...).
+dnc_entries = Table(
+    "dnc_entries",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("list_id", Integer, ForeignKey("dnc_lists.id"), nullable=False),
+    Column("number", String(20)),
+    Column("contact_id", BigInteger),
+    Column("source", String(64), nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("note", Text),
+    CheckConstraint(
+        "(number IS NULL) <> (contact_id IS NULL)", name="ck_dnc_entries_number_or_contact"
+    ),
+    UniqueConstraint("list_id", "number", name="uq_dnc_entries_list_number"),
+    UniqueConstraint("list_id", "contact_id", name="uq_dnc_entries_list_contact"),
+    Index("ix_dnc_entries_number", "number"),
+    Index("ix_dnc_entries_contact", "contact_id"),
+)
+
+# The compliance ledger (migration 0004): append-only. Every call placed (with
+# the contact's local time), skip, deferral, abandon, opt-out and DNC entry,
+# each naming the rule that applied and what wrote it. The migration (and
+# create_all, below) add triggers that refuse UPDATE and DELETE.
+LEDGER_KINDS = ("call_placed", "skip", "deferral", "abandon", "opt_out", "dnc_added")
+
+compliance_ledger = Table(
+    "compliance_ledger",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("campaign", String(200)),
+    Column("contact_id", BigInteger),
+    Column("number", String(20)),
+    Column("kind", String(16), nullable=False),
+    Column("rule", Text),
+    Column("detail", Text),  # JSON object
+    Column("source", String(64), nullable=False),
+    Column("local_time", String(40)),  # ISO-8601 with offset, for call_placed
+    Index("ix_compliance_ledger_campaign_at", "campaign", "at"),
+    Index("ix_compliance_ledger_kind_at", "kind", "at"),
+)
+
+APPEND_ONLY_MESSAGE = "compliance_ledger is append-only"
+SQLITE_APPEND_ONLY = tuple(
+    f"CREATE TRIGGER compliance_ledger_no_{verb.lower()} BEFORE {verb} ON compliance_ledger "
+    f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END"
+    for verb in ("UPDATE", "DELETE")
+)
+POSTGRESQL_APPEND_ONLY = (
+    "CREATE FUNCTION compliance_ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+    f"$$ BEGIN RAISE EXCEPTION '{APPEND_ONLY_MESSAGE}'; END $$",
+    "CREATE TRIGGER compliance_ledger_append_only BEFORE UPDATE OR DELETE ON "
+    "compliance_ledger FOR EACH ROW EXECUTE FUNCTION compliance_ledger_append_only()",
+)
+for _dialect, _statements in (("sqlite", SQLITE_APPEND_ONLY),
+                               ("postgresql", POSTGRESQL_APPEND_ONLY)):  # fmt: skip
+    for _statement in _statements:
+        _ddl = DDL(_statement)  # type: ignore[no-untyped-call]
+        event.listen(compliance_ledger, "after_create", _ddl.execute_if(dialect=_dialect))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ PostgreSQL (`postgresql+psycopg://...`) takes the same code.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from sqlalchemy.engine import URL
 
 from engine import contacts as contact_io
 from engine.errors import BadRequest
-from engine.store import agentdb, dnc, queries, reports
+from engine.store import agentdb, compliancedb, dnc, queries, reports
 from engine.store.phones import PhoneNormalizer
 from engine.store.types import (
     ATTEMPT_TIME_FIELDS,
@@ -41,6 +42,7 @@ from engine.store.types import (
     CONTACT_STATES,
     AttemptIntent,
     DialCandidate,
+    DncHit,
     ImportSummary,
     dial_queue,
 )
@@ -53,6 +55,14 @@ _SYNC_CHUNK = 20_000  # contact ids per sync transaction
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _names(lists: Sequence[str] | None) -> tuple[str, ...] | None:
+    if lists is None:
+        return None
+    if isinstance(lists, str):
+        raise TypeError("lists: give a sequence of list names, not one string")
+    return tuple(lists)
 
 
 def _aware(name: str, value: Any) -> None:
@@ -325,6 +335,13 @@ class Store:
             raise TypeError(f"update_attempt: unknown fields {', '.join(sorted(unknown))}")
         for name in ATTEMPT_TIME_FIELDS & set(fields):
             _aware(name, fields[name])
+        if isinstance(fields.get("local_time"), datetime):
+            local: datetime = fields["local_time"]
+            if local.tzinfo is None:
+                raise TypeError("local_time: a naive time (whose zone?); give it its offset")
+            fields["local_time"] = local.isoformat()
+        if fields.get("ivr_path") is not None and not isinstance(fields["ivr_path"], str):
+            fields["ivr_path"] = json.dumps(fields["ivr_path"], default=str)
         if fields:
             self._writer.write(
                 partial(queries.update_attempt, attempt_id=attempt_id, fields=fields),
@@ -388,63 +405,184 @@ class Store:
         await self._writer.flush()
 
     # -------------------------------------------------------- do-not-contact
+    # Several named lists (dnc.py); `list` defaults to "internal", the one
+    # list of earlier versions. Every add writes a compliance ledger row.
 
     async def dnc_add(
         self,
-        number: str,
+        number: str | None = None,
         *,
+        contact_id: int | None = None,
+        list: str = dnc.DEFAULT_LIST,  # the command layer's name
         source: str = "manual",
         expires_at: datetime | None = None,
+        note: str | None = None,
         region: str = "US",
-    ) -> str:
-        """List a number (replacing its entry if listed); returns its E.164."""
+        campaign: str | None = None,
+    ) -> str | None:
+        """Put a number (or a contact: all its numbers) on a list, replacing
+        its entry there; returns the E.164 number (None for a contact). The
+        ledger gets an `opt_out` row on an optout list, else `dnc_added`,
+        with `source` and `campaign`. NotFound for an unknown list or contact."""
         _aware("expires_at", expires_at)
-        e164 = PhoneNormalizer(region).normalize(number)
+        e164 = self._dnc_target(number, contact_id, region)
         await self._writer.run(
-            partial(dnc.add, number=e164, source=source, expires_at=expires_at, now=_utcnow())
-        )
+            partial(dnc.add, list_name=list, number=e164, contact_id=contact_id, source=source,
+                    expires_at=expires_at, note=note, now=_utcnow(), campaign=campaign)
+        )  # fmt: skip
         return e164
 
-    async def dnc_remove(self, number: str, *, region: str = "US") -> bool:
-        """Unlist a number; False if it was not listed."""
-        e164 = PhoneNormalizer(region).normalize(number)
-        return await self._writer.run(partial(dnc.remove, number=e164))
+    @staticmethod
+    def _dnc_target(number: str | None, contact_id: int | None, region: str) -> str | None:
+        if (number is None) == (contact_id is None):
+            raise BadRequest("give a phone number or a contact id (one of them)")
+        return None if number is None else PhoneNormalizer(region).normalize(number)
+
+    async def dnc_remove(
+        self,
+        number: str | None = None,
+        *,
+        contact_id: int | None = None,
+        list: str = dnc.DEFAULT_LIST,
+        region: str = "US",
+    ) -> bool:
+        """Take a number (or contact) off one list; False if it was not on it."""
+        e164 = self._dnc_target(number, contact_id, region)
+        return await self._writer.run(
+            partial(dnc.remove, list_name=list, number=e164, contact_id=contact_id)
+        )
 
     async def dnc_check(
-        self, number: str, now: datetime | None = None, *, region: str = "US"
-    ) -> dict[str, Any] | None:
-        """The number's active (unexpired) entry, or None."""
+        self,
+        number: str | None = None,
+        now: datetime | None = None,
+        *,
+        contact_id: int | None = None,
+        region: str = "US",
+    ) -> list[dict[str, Any]]:
+        """Every active entry, on any list, that blocks the number (its own,
+        and those of contacts that have it) or the contact; [] if none."""
         _aware("now", now)
-        e164 = PhoneNormalizer(region).normalize(number)
-        return await self._writer.run(partial(dnc.check, number=e164, now=now or _utcnow()))
+        e164 = self._dnc_target(number, contact_id, region)
+        return await self._writer.run(
+            partial(dnc.check, number=e164, contact_id=contact_id, now=now or _utcnow())
+        )
 
-    async def dnc_numbers(self, numbers: Collection[str], now: datetime) -> set[str]:
-        """Which of these E.164 numbers are listed (and unexpired) at `now`."""
+    async def dnc_numbers(
+        self, numbers: Collection[str], now: datetime, lists: Sequence[str] | None = None
+    ) -> dict[str, DncHit]:
+        """Which of these E.164 numbers are listed (unexpired at `now`) on one
+        of `lists` (a campaign's dnc_lists plus its optout_list; None: on any
+        list), each with the first of those lists that has it. NotFound if a
+        list named does not exist (fail closed: an unknown list is never
+        taken as empty)."""
         _aware("now", now)
         if not numbers:
-            return set()
-        return await self._writer.run(partial(dnc.listed, numbers=tuple(numbers), now=now))
+            return {}
+        return await self._writer.run(
+            partial(dnc.listed, numbers=tuple(numbers), now=now, lists=_names(lists))
+        )
+
+    async def dnc_contact(
+        self, contact_id: int, now: datetime | None = None, lists: Sequence[str] | None = None
+    ) -> DncHit | None:
+        """The contact's own entry (by contact id) on one of `lists`, or None."""
+        found = await self.dnc_contacts([contact_id], now or _utcnow(), lists)
+        return found.get(contact_id)
+
+    async def dnc_contacts(
+        self, contact_ids: Collection[int], now: datetime, lists: Sequence[str] | None = None
+    ) -> dict[int, DncHit]:
+        """`dnc_numbers` for contact entries."""
+        _aware("now", now)
+        if not contact_ids:
+            return {}
+        return await self._writer.run(
+            partial(dnc.contacts_listed, contact_ids=tuple(contact_ids), now=now,
+                    lists=_names(lists))
+        )  # fmt: skip
+
+    async def dnc_lists(self) -> list[dict[str, Any]]:
+        """Every list: name, kind, created_at, active numbers and contacts, expired."""
+        return await self._writer.run(partial(dnc.lists_of, now=_utcnow()))
+
+    async def dnc_create_list(self, name: str, kind: str) -> dict[str, Any]:
+        """A new list (Conflict if the name is taken)."""
+        return await self._writer.run(partial(dnc.create_list, name=name, kind=kind, now=_utcnow()))
+
+    async def dnc_missing_lists(self, names: Collection[str]) -> list[str]:
+        """The names that are no list (a campaign refuses to start with any)."""
+        return await self._writer.run(partial(dnc.missing_lists, names=tuple(names)))
 
     async def dnc_import(
         self,
         csv_path: Path,
         *,
+        list: str = dnc.DEFAULT_LIST,
         column: str | None = None,
         source: str = "import",
         region: str = "US",
         error_path: Path | None = None,
     ) -> ImportSummary:
-        """Stream a CSV of numbers onto the list; see dnc.import_csv."""
+        """Stream a CSV of numbers (or contact ids) onto a list; see dnc.import_csv."""
         work = partial(
             dnc.import_csv,
             self._writer.submit,
             Path(csv_path),
+            list_name=list,
             column=column,
             source=source,
             region=region,
             error_path=error_path,
         )
         return await asyncio.to_thread(work)
+
+    async def dnc_export(self, list_name: str, out_path: Path) -> int:
+        """Write a list as CSV (the import format); returns the entries written."""
+        work = partial(dnc.export_csv, self._writer.submit, list_name, Path(out_path))
+        return await asyncio.to_thread(work)
+
+    # ---------------------------------------------------- compliance ledger
+
+    def ledger(self, kind: str, **fields: Any) -> None:
+        """Queue a compliance ledger row for the next group commit (in order
+        with update_attempt and the rest; fire and forget). `kind`: one of
+        call_placed, skip, deferral, abandon, opt_out, dnc_added. Fields:
+        source (required: dialer, ivr, agent:ID, sms, email, import,
+        operator), at (default now), campaign, contact_id, number, rule (the
+        rule or statute), detail (a JSON-able mapping), local_time (the
+        contact's local time, an aware datetime or ISO text with offset).
+        Bad fields raise here, not on the store thread."""
+        row = compliancedb.ledger_row(kind, fields, _utcnow())
+        self._writer.write(partial(compliancedb.append, rows=[row]), f"ledger {kind}")
+
+    async def ledger_rows(
+        self,
+        campaign: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Ledger rows in [since, until), oldest first (detail parsed)."""
+        _aware("since", since)
+        _aware("until", until)
+        return await self._writer.run(
+            partial(compliancedb.ledger_rows, campaign=campaign, since=since, until=until,
+                    kinds=kinds, limit=limit)
+        )  # fmt: skip
+
+    async def compliance_report(
+        self, campaign: str, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, Any]:
+        """Abandon rate per legal window, calls outside hours, repeat calls
+        after an abandon, skips, deferrals and opt-outs; see compliancedb."""
+        _aware("since", since)
+        _aware("until", until)
+        return await self._writer.run(
+            partial(compliancedb.report, campaign=campaign, since=since, until=until,
+                    now=_utcnow())
+        )  # fmt: skip
 
     # --------------------------------------------------------------- agents
 

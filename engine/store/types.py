@@ -45,6 +45,9 @@ ATTEMPT_UPDATE_FIELDS = ATTEMPT_TIME_FIELDS | {
     "answer_to_agent_ms",
     "greeting_end_ms",
     "wrapup_code",
+    "local_time",  # the contact's local time when the INVITE left (aware datetime or ISO text)
+    "ivr_path",  # JSON text (or a JSON-able value) of the IVR steps
+    "ivr_summary",
 }
 
 INTERRUPTED = "interrupted"
@@ -103,3 +106,19 @@ class AttemptIntent:
     trunk: str
     caller_id: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DncHit:
+    """Why a number or contact may not be called: the list that has it (its
+    kind) and the entry's source. Expired entries never make a hit."""
+
+    list: str
+    kind: str
+    source: str
+    expires_at: datetime | None = None
+
+    @property
+    def reason(self) -> str:
+        """The skip reason: "do-not-contact list opt-outs (ivr)"."""
+        return f"do-not-contact list {self.list} ({self.source})"

@@ -362,6 +362,17 @@ def test_campaign_defaults(config: DaemonConfig) -> None:
     assert (c.ring_timeout, c.max_duration, c.retry) == (30.0, 300.0, {})
 
 
+def test_dnc_lists_default_and_given(config: DaemonConfig) -> None:
+    c = load_campaign(write(config.campaigns_dir / "spring.yaml", CAMPAIGN), config)
+    assert (c.dnc_lists, c.optout_list) == (("internal",), "opt-outs")
+    assert c.checked_dnc_lists == ("internal", "opt-outs")
+    text = CAMPAIGN + "dnc_lists: [national-2026, internal]\noptout_list: internal\n"
+    c = load_campaign(write(config.campaigns_dir / "spring.yaml", text), config)
+    assert (c.dnc_lists, c.checked_dnc_lists) == (
+        ("national-2026", "internal"), ("national-2026", "internal"))  # fmt: skip
+    assert campaign_definition(c)["dnc_lists"] == ["national-2026", "internal"]
+
+
 def test_caller_id_forms(config: DaemonConfig) -> None:
     path = config.campaigns_dir / "c.yaml"
     for value, expected in [
@@ -422,6 +433,10 @@ CAMPAIGN_ERRORS = [
     ("retry:\n  busy: 10m\n  no_answer: 2h\n  carrier_failure: 1m", "retry: 10m", "retry",
      "expected a mapping"),
     ("priority: 3", "priority: 3\nlines: 6", "lines", "duplicate field"),
+    ("priority: 3", "priority: 3\ndnc_lists: internal", "dnc_lists", "expected a list"),
+    ("priority: 3", "priority: 3\ndnc_lists: [internal, internal]", "dnc_lists", "named twice"),
+    ("priority: 3", "priority: 3\ndnc_lists: [national 2026]", "dnc_lists", "letters, digits"),
+    ("priority: 3", "priority: 3\noptout_list: 'opt outs'", "optout_list", "letters, digits"),
 ]  # fmt: skip
 
 

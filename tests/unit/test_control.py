@@ -69,6 +69,7 @@ class FakeStore:
         self.campaign_rows: dict[str, dict[str, Any]] = {}
         self.lists: dict[str, list[dict[str, Any]]] = {}
         self.dnc: dict[str, dict[str, Any]] = {}
+        self.dnc_list_kinds = {"internal": "internal", "opt-outs": "optout"}
         self.attempt_rows: dict[str, list[dict[str, Any]]] = {}
         self.import_gate: asyncio.Event | None = None
         self.summary_override: Any = None
@@ -166,36 +167,75 @@ class FakeStore:
 
     async def dnc_add(
         self,
-        number: str,
+        number: str | None = None,
         *,
+        contact_id: int | None = None,
+        list: str = "internal",
         source: str = "manual",
         expires_at: datetime | None = None,
+        note: str | None = None,
         region: str = "US",
-    ) -> str:
+        campaign: str | None = None,
+    ) -> str | None:
+        assert number is not None, "the fake keeps numbers only"
+        if list not in self.dnc_list_kinds:
+            raise NotFound(f"no do-not-contact list {list!r}")
         e164 = fake_e164(number, region)
-        self.dnc[e164] = {"number": e164, "source": source, "expires_at": expires_at,
-                          "created_at": datetime.now(UTC)}  # fmt: skip
+        self.dnc[e164] = {"number": e164, "list": list, "source": source,
+                          "expires_at": expires_at, "added_at": datetime.now(UTC)}  # fmt: skip
         return e164
 
-    async def dnc_remove(self, number: str, *, region: str = "US") -> bool:
-        return self.dnc.pop(fake_e164(number, region), None) is not None
+    async def dnc_remove(
+        self,
+        number: str | None = None,
+        *,
+        contact_id: int | None = None,
+        list: str = "internal",
+        region: str = "US",
+    ) -> bool:
+        assert number is not None
+        e164 = fake_e164(number, region)
+        if self.dnc.get(e164, {}).get("list") != list:
+            return False
+        return self.dnc.pop(e164, None) is not None
 
     async def dnc_check(
-        self, number: str, now: datetime | None = None, *, region: str = "US"
-    ) -> dict[str, Any] | None:
+        self,
+        number: str | None = None,
+        now: datetime | None = None,
+        *,
+        contact_id: int | None = None,
+        region: str = "US",
+    ) -> list[dict[str, Any]]:
+        assert number is not None
         entry = self.dnc.get(fake_e164(number, region))
         now = now or datetime.now(UTC)
         if entry is None or (entry["expires_at"] is not None and entry["expires_at"] <= now):
-            return None
-        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in entry.items()}
+            return []
+        out = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in entry.items()}
+        return [{**out, "kind": self.dnc_list_kinds[entry["list"]], "via": "number",
+                 "contact_id": None, "note": None}]  # fmt: skip
 
-    async def dnc_numbers(self, numbers: Collection[str], now: datetime) -> set[str]:
-        return {n for n in numbers if n in self.dnc}
+    async def dnc_numbers(
+        self, numbers: Collection[str], now: datetime, lists: Sequence[str] | None = None
+    ) -> dict[str, Any]:
+        return {n: self.dnc[n] for n in numbers if n in self.dnc}
+
+    async def dnc_missing_lists(self, names: Collection[str]) -> list[str]:
+        return [n for n in names if n not in self.dnc_list_kinds]
+
+    async def dnc_lists(self) -> list[dict[str, Any]]:
+        return [{"name": n, "kind": k} for n, k in self.dnc_list_kinds.items()]
+
+    async def dnc_create_list(self, name: str, kind: str) -> dict[str, Any]:
+        self.dnc_list_kinds[name] = kind
+        return {"name": name, "kind": kind, "created_at": datetime.now(UTC).isoformat()}
 
     async def dnc_import(
         self,
         csv_path: Path,
         *,
+        list: str = "internal",
         column: str | None = None,
         source: str = "import",
         region: str = "US",
@@ -209,7 +249,7 @@ class FakeStore:
             for row in reader:
                 rows += 1
                 try:
-                    await self.dnc_add(row[name], source=source, region=region)
+                    await self.dnc_add(row[name], list=list, source=source, region=region)
                     imported += 1
                 except BadRequest:
                     invalid += 1
@@ -832,10 +872,11 @@ async def test_dnc_add_check_remove(daemon: Daemon) -> None:
     assert before + timedelta(days=30) <= expires <= after + timedelta(days=30)
     checked = await call(p, "dnc.check", number="+12125550100")
     assert checked["listed"] is True and checked["source"] == "phone"
+    assert checked["list"] == "internal" and checked["lists"][0]["kind"] == "internal"
     assert (await call(p, "dnc.remove", number="2125550100")) == {
-        "number": "2125550100", "removed": True}  # fmt: skip
+        "number": "2125550100", "list": "internal", "removed": True}  # fmt: skip
     assert (await call(p, "dnc.check", number="2125550100")) == {
-        "number": "2125550100", "listed": False}  # fmt: skip
+        "number": "2125550100", "listed": False, "lists": []}  # fmt: skip
     error = await error_of(p, "dnc.remove", number="2125550100")
     assert error.code == "not_found" and "not on the do-not-contact list" in error.message
 
@@ -859,6 +900,18 @@ async def test_dnc_expired_entry_is_not_listed(daemon: Daemon) -> None:
     assert (await call(daemon.path, "dnc.check", number="+12125550120"))["listed"] is True
     daemon.store.dnc["+12125550120"]["expires_at"] = datetime.now(UTC) - timedelta(seconds=1)
     assert (await call(daemon.path, "dnc.check", number="+12125550120"))["listed"] is False
+
+
+async def test_a_campaign_with_a_missing_dnc_list_does_not_start(daemon: Daemon) -> None:
+    row = daemon.store.campaign_rows["spring"]
+    row["definition"] = {**row["definition"], "dnc_lists": ["internal", "national-2026"],
+                         "optout_list": "opt-outs"}  # fmt: skip
+    error = await error_of(daemon.path, "campaign.start", name="spring")
+    assert error.code == "invalid_state" and "'national-2026'" in error.message
+    assert "dnc create" in error.message and row["state"] == "stopped"
+    created = await call(daemon.path, "dnc.create", list="national-2026", kind="national")
+    assert created["kind"] == "national"
+    assert (await call(daemon.path, "campaign.start", name="spring"))["state"] == "running"
 
 
 async def test_dnc_import(daemon: Daemon) -> None:
@@ -911,7 +964,8 @@ def test_registry_covers_the_issue() -> None:
         "status", "campaign.list", "campaign.show", "campaign.load", "campaign.start",
         "campaign.pause", "campaign.resume", "campaign.stop", "contacts.import",
         "contacts.add", "contacts.export", "dnc.add", "dnc.remove", "dnc.check",
-        "dnc.import", "report.summary", "report.attempts", "report.abandons",
+        "dnc.import", "dnc.lists", "dnc.create", "dnc.export", "compliance.report",
+        "report.summary", "report.attempts", "report.abandons",
         "agent.login", "agent.logout", "agent.add", "agent.remove", "agent.ready", "agent.not_ready", "agent.hangup",
         "agent.wrapup", "agent.preview_accept", "agent.preview_skip", "agent.status",
         "agent.history", "callback.list", "media.stats",

@@ -326,11 +326,13 @@ def test_dnc_commands(daemon: ThreadedDaemon, capsys: pytest.CaptureFixture[str]
     assert out == ("+12125550101 is on the do-not-contact list "
                    "(source manual, until 2099-01-01T00:00:00+00:00)\n")  # fmt: skip
     code, out, _ = ctl(capsys, p, "dnc", "check", "2125550100")
-    assert out.startswith("+12125550100: on the do-not-contact list (source complaint, since ")
+    assert out.startswith(
+        "+12125550100: on do-not-contact list internal (internal, source complaint, since "
+    )
     code, out, _ = ctl(capsys, p, "dnc", "remove", "2125550100")
     assert out == "2125550100 removed from the do-not-contact list\n"
     code, out, _ = ctl(capsys, p, "dnc", "check", "2125550100")
-    assert (code, out) == (0, "2125550100: not on the do-not-contact list\n")
+    assert (code, out) == (0, "2125550100: not on any do-not-contact list\n")
     code, _, err = ctl(capsys, p, "dnc", "remove", "2125550100")
     assert code == 1 and err.endswith("is not on the do-not-contact list (not_found)\n")
     code, _, err = ctl(capsys, p, "dnc", "add", "+12125550102", "--expires", "tomorrow")
@@ -344,7 +346,7 @@ def test_dnc_import(
     Path("dnc.csv").write_text("who,tel\nann,2125550161\nbob,junk\n")
     code, out, _ = ctl(capsys, daemon.path, "dnc", "import", "dnc.csv", "--column", "tel")
     assert code == 0
-    assert out == "imported 1 of 2 rows (0 duplicates, 1 invalid) in 0.0 s\n"
+    assert out == "imported 1 of 2 rows into internal (0 duplicates, 1 invalid) in 0.0 s\n"
     assert daemon.store.last("dnc_import")["column"] == "tel"
     assert set(daemon.store.dnc) == {"+12125550161"}
 
