@@ -29,6 +29,7 @@ from engine.config import (
     _read_mapping,
     format_duration,
 )
+from engine.voice.ivr import Flow, check_queues, load_flow, parse_flow
 
 # 47 CFR 64.1200(a)(6): an unanswered call must ring at least 15 seconds (or
 # four rings) before the caller disconnects it.
@@ -50,8 +51,8 @@ ABANDON_WINDOW_S = {"us": 30 * 86400.0, "uk": 86400.0}
 MAX_CONNECT_WAIT = 1.5
 
 
-ON_MACHINE = ("hangup", "message_after_beep", "agent")
-LATER_ON_MACHINE = ("ivr",)
+ON_MACHINE = ("hangup", "message_after_beep", "agent", "ivr")
+LATER_ON_MACHINE: tuple[str, ...] = ()
 ON_HUMAN = ("prompt", "hangup")
 # Do-not-contact lists (store data: `outdial ctl dnc create NAME --kind KIND`).
 DEFAULT_DNC_LIST, DEFAULT_OPTOUT_LIST = "internal", "opt-outs"
@@ -122,7 +123,7 @@ class CampaignConfig:
     ring_timeout: float
     max_duration: float
     retry: dict[CallResult, float]
-    prompt: Path
+    prompt: Path | None  # None: the campaign's `ivr` says what a person hears
     priority: int = 0
     calls_per_second: float | None = None
     amd: AmdConfig = AmdConfig()
@@ -131,6 +132,7 @@ class CampaignConfig:
     hours: HoursConfig = field(default_factory=HoursConfig)
     dnc_lists: tuple[str, ...] = (DEFAULT_DNC_LIST,)
     optout_list: str = DEFAULT_OPTOUT_LIST
+    ivr: Flow | None = None
 
     @property
     def checked_dnc_lists(self) -> tuple[str, ...]:
@@ -146,7 +148,7 @@ _CAMPAIGN_FIELDS = {
     "name", "channel", "mode", "contact_list", "trunk", "caller_id", "lines",
     "max_attempts", "ring_timeout", "max_duration", "retry", "prompt", "priority",
     "calls_per_second", "amd", "dialing", "safe_harbor", "calling_hours", "restricted_days",
-    "contact_location", "dnc_lists", "optout_list",
+    "contact_location", "dnc_lists", "optout_list", "ivr",
 }  # fmt: skip
 _DIALING_FIELDS = {
     "ratio", "max_ratio", "abandon_target", "jurisdiction", "connect_wait",
@@ -392,6 +394,12 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
             "free (who is calling and a number to call back; 47 CFR 64.1200(a)(7)(i))",
         )
     amd = _amd(m, config)
+    ivr = _ivr(m, config)
+    if ivr is not None:
+        check_queues(ivr, has_agents=mode in AGENT_MODES)
+    if amd.on_machine == "ivr" and ivr is None:
+        raise m.error("amd", "on_machine: ivr needs the campaign's ivr flow")
+    prompt = _prompt(m, config) if ivr is None or m.present("prompt") is not None else None
     hours = parse_hours_config(m)
     dnc_lists, optout_list = _dnc_lists(m)
     if amd.on_machine == "agent" and mode not in AGENT_MODES:
@@ -400,10 +408,26 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
         name=name, file=file.absolute(), channel=channel, mode=mode,
         contact_list=contact_list, trunk=trunk, caller_id=caller_id, lines=lines,
         max_attempts=max_attempts, ring_timeout=ring_timeout, max_duration=max_duration,
-        retry=retry, prompt=_prompt(m, config), priority=priority, calls_per_second=cps,
-        amd=amd, dialing=dialing, safe_harbor=safe_harbor, hours=hours,
+        retry=retry, prompt=prompt, priority=priority, calls_per_second=cps,
+        amd=amd, dialing=dialing, safe_harbor=safe_harbor, hours=hours, ivr=ivr,
         dnc_lists=dnc_lists, optout_list=optout_list,
     )  # fmt: skip
+
+
+def _ivr(m: _Node, config: DaemonConfig) -> Flow | None:
+    """`ivr:` a flow written in the campaign, or the path of a flow file
+    (relative to the daemon config's directory, e.g. flows/reminder.yaml)."""
+    node = m.present("ivr")
+    if node is None:
+        return None
+    if isinstance(node, yaml.ScalarNode):
+        path = config.path.parent / Path(str(node.value)).expanduser()
+        if not path.is_file():
+            raise m.error("ivr", f"no such flow file: {path}")
+        return load_flow(path, config.prompts_dir)
+    flow_node = m.mapping("ivr")
+    assert flow_node is not None
+    return parse_flow(flow_node, config.prompts_dir)
 
 
 def _dnc_lists(m: _Node) -> tuple[tuple[str, ...], str]:
@@ -489,7 +513,14 @@ def campaign_definition(c: CampaignConfig) -> dict[str, Any]:
         "ring_timeout": c.ring_timeout,
         "max_duration": c.max_duration,
         "retry": {result.value: seconds for result, seconds in c.retry.items()},
-        "prompt": str(c.prompt),
+        "prompt": str(c.prompt) if c.prompt else None,
+        "ivr": None
+        if c.ivr is None
+        else {
+            "file": c.ivr.file,
+            "start": c.ivr.start,
+            "steps": list(c.ivr.steps),
+        },
         "priority": c.priority,
         "calls_per_second": c.calls_per_second,
         "amd": {

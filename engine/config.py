@@ -471,12 +471,13 @@ class DaemonConfig:
     # "lab": it does not (campaign hours still do), allowed only when every
     # trunk is on a loopback address (a test rig with a simulated carrier).
     legal_hours: str = "enforce"
+    tts_cache: Path = Path("var/tts")  # rendered IVR prompts, by (engine, voice, text)
 
 
 _DAEMON_FIELDS = {
     "trunks", "store_url", "control_socket", "sip_host", "sip_port", "rtp_ports",
     "campaigns_dir", "prompts_dir", "log", "shutdown_grace", "agents", "registrar",
-    "compliance",
+    "compliance", "tts_cache",
 }  # fmt: skip
 _HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 # sockaddr_un.sun_path holds 108 bytes on Linux, including the terminating NUL.
@@ -585,6 +586,7 @@ def load_config(path: str | Path) -> DaemonConfig:
         agents=_agents(top),
         registrar=_registrar(top),
         legal_hours=_legal_hours(top, trunks),
+        tts_cache=Path(top.text("tts_cache") or "var/tts"),
     )
 
 

@@ -31,6 +31,9 @@ from engine.voice.dialer import (
     next_step,
     utcnow,
 )
+from engine.voice.ivr import fill, placeholders
+from engine.voice.ivr_flow import DEFAULT_VOICE
+from engine.voice.tts import EspeakNg, TtsCache, TtsError
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -52,6 +55,7 @@ class CampaignManager:
         agents: AgentPool | None = None,
     ) -> None:
         self.store, self.bus, self.config = store, bus, config
+        self.tts: TtsCache | None = None  # made when the first IVR campaign loads
         self.tel = tel
         self.agents = agents
         self.runners: dict[str, CampaignRunner] = {}
@@ -104,7 +108,33 @@ class CampaignManager:
         for runner in self.runners.values():
             await runner.halt(grace)
 
+    def _tts(self) -> TtsCache:
+        if self.tts is None:
+            self.tts = TtsCache(self.config.tts_cache, EspeakNg())
+        return self.tts
+
+    async def _prepare_ivr(self, cfg: CampaignConfig) -> None:
+        """At load, not on a live call: the flow's voices exist, its fixed
+        prompts render, its WAV prompts decode."""
+        flow = cfg.ivr
+        if flow is None:
+            return
+        fixed: dict[str, list[str]] = {}
+        for prompt in flow.prompts():
+            if prompt.tts is None:
+                continue
+            voice = prompt.voice or flow.voice or DEFAULT_VOICE
+            fixed.setdefault(voice, [])
+            if not placeholders(prompt.tts):
+                fixed[voice].append(fill(prompt.tts, {}))
+        try:
+            for voice, texts in fixed.items():
+                await self._tts().prerender(texts, voice)
+        except TtsError as exc:
+            raise ConfigError(flow.file, None, flow.field or "ivr", str(exc)) from None
+
     async def _install(self, cfg: CampaignConfig) -> CampaignRunner:
+        await self._prepare_ivr(cfg)
         prompt = _load_prompt(cfg)
         machine_prompt = (
             _load_prompt(cfg, cfg.amd.machine_prompt) if cfg.amd.machine_prompt else None
@@ -120,6 +150,8 @@ class CampaignManager:
                     f"changing {existing.cfg.mode} to {cfg.mode} needs a daemon restart",
                 )  # fmt: skip
             existing.cfg, existing.prompt = cfg, prompt  # takes effect for new calls
+            existing.hours = calling_hours(cfg.hours, str(cfg.file), self.config.legal_hours)
+            existing.locator = cfg.hours.locator()
             existing.machine_prompt = machine_prompt if machine_prompt is not None else prompt
             if isinstance(existing, AgentCampaignRunner) and cfg.safe_harbor is not None:
                 existing.safe_harbor = _load_prompt(cfg, cfg.safe_harbor)
@@ -135,6 +167,7 @@ class CampaignManager:
         else:
             runner = CampaignRunner(self.store, self.bus, self.tel, cfg, prompt, machine_prompt)
         runner.hours = calling_hours(cfg.hours, str(cfg.file), self.config.legal_hours)
+        runner.tts = self.tts if cfg.ivr is None else self._tts()
         runner.state = (await store.campaign(cfg.name))["state"]
         if runner.state == RUNNING:
             runner.state = STOPPED  # resume_running() restarts it after reconcile
@@ -220,6 +253,8 @@ def _campaign_attempts(contact: dict[str, Any], campaign: str) -> int:
 
 def _load_prompt(cfg: CampaignConfig, path: Path | None = None) -> NDArray[np.int16]:
     path = path or cfg.prompt
+    if path is None:  # an IVR campaign without a plain prompt
+        return np.zeros(0, np.int16)
     try:
         return load_media_audio(Path(path).read_bytes())
     except (OSError, WavError) as exc:

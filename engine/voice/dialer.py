@@ -13,27 +13,44 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from carriers.rtp.errors import RtpError
-from carriers.sip.events import CallAnswered, CallEarlyMedia, CallEnded, CallProgress
+from carriers.sip.events import (
+    CallAnswered,
+    CallDtmfInfo,
+    CallEarlyMedia,
+    CallEnded,
+    CallProgress,
+)
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
 from engine.compliance.campaign import calling_hours
 from engine.compliance.hours import Verdict
-from engine.compliance.locate import LocateError
+from engine.compliance.locate import LocateError, zone
 from engine.store import AttemptIntent, DialCandidate
 from engine.store.types import INTERRUPTED
 from engine.voice.flows import Analysis, EarlyMediaWatch, answered_flow
+from engine.voice.ivr import MissingColumn
+from engine.voice.ivr_calls import (
+    IvrCall,
+    NumberTransfer,
+    opt_out,
+    start_ivr,
+    unsupported_transfer,
+)
+from engine.voice.ivr_session import Action, OptOut, TransferNumber, TransferQueue
 from engine.voice.telephony import MediaLeg, Telephony, TokenBucket, pace
 
 if TYPE_CHECKING:
     from engine.bus import EventBus
     from engine.campaign_config import CampaignConfig
     from engine.store import Store
+    from engine.voice.tts import TtsCache
 
 log = logging.getLogger("outdial.dialer")
 
@@ -75,6 +92,7 @@ class LiveCall:
     handle: CallHandle | None = None
     times: dict[str, datetime] = field(default_factory=dict)
     analysis: Analysis = field(default_factory=Analysis)
+    ivr: IvrCall | None = None
 
 
 class CampaignRunner:
@@ -107,6 +125,8 @@ class CampaignRunner:
         self.hours = calling_hours(cfg.hours, str(cfg.file))
         self.locator = cfg.hours.locator()
         self.deferred = 0
+        self.tts: TtsCache | None = None  # the daemon's, set by the campaign manager
+        self._ivr_pending: dict[int, IvrCall] = {}
 
     @property
     def name(self) -> str:
@@ -206,18 +226,26 @@ class CampaignRunner:
     async def _usable_numbers(self, candidate: DialCandidate, reserved: Any) -> list[str]:
         """The contact's numbers that may be dialled now; with none, the
         contact's state says why (skipped for DNC; see subclasses)."""
-        store = self.store
-        blocked = await store.dnc_numbers(candidate.phones, utcnow())
+        store, now = self.store, utcnow()
+        lists = self.cfg.checked_dnc_lists
+        person = await store.dnc_contact(candidate.contact_id, now, lists=lists)
+        if person is not None:
+            self._skip(candidate, f"do-not-contact: the contact, {person.reason}", person.reason)
+            return []
+        blocked = await store.dnc_numbers(candidate.phones, now, lists=lists)
         usable = [p for p in candidate.phones if p not in blocked]
         if not usable:
-            reason = "do-not-contact: " + ", ".join(sorted(blocked))
-            self._skip(candidate, reason)
+            hits = "; ".join(f"{n}: {blocked[n].reason}" for n in sorted(blocked))
+            self._skip(candidate, f"do-not-contact: {hits}", "do-not-contact")
             return usable
         return await self._callable_now(candidate, usable)
 
-    def _skip(self, candidate: DialCandidate, reason: str) -> None:
+    def _skip(self, candidate: DialCandidate, reason: str, rule: str | None = None) -> None:
         self.store.set_contact_state(self.name, candidate.contact_id, state="skipped",
                                      skip_reason=reason)  # fmt: skip
+        self.store.ledger("skip", source="dialer", campaign=self.name,
+                          contact_id=candidate.contact_id, rule=rule or reason,
+                          detail={"reason": reason})  # fmt: skip
         self.bus.publish("contact.skipped", campaign=self.name,
                          contact=candidate.contact_id, reason=reason)  # fmt: skip
 
@@ -227,7 +255,7 @@ class CampaignRunner:
         reason in skip_reason), or skipped when its time-zone column is bad."""
         now = utcnow()
         allowed: list[str] = []
-        reason, until = "", None
+        reason, until, rule = "", None, ""
         for number in numbers:
             try:
                 locale = self.locator.locate(candidate.attributes, number)
@@ -243,11 +271,15 @@ class CampaignRunner:
                 allowed.append(number)
             elif until is None or verdict.until < until:
                 reason, until = f"{number}: {verdict.reason}", verdict.until
+                rule = verdict.reason
         if not allowed and until is not None:
             self.deferred += 1
             why = f"not callable now: {reason}; callable from {until.isoformat()}"
             self.store.set_contact_state(self.name, candidate.contact_id, state="deferred",
                                          next_attempt_at=until, skip_reason=why)  # fmt: skip
+            self.store.ledger("deferral", source="dialer", campaign=self.name,
+                              contact_id=candidate.contact_id, rule=rule,
+                              detail={"until": until.isoformat(), "reason": reason})  # fmt: skip
             self.bus.publish("contact.deferred", campaign=self.name, contact=candidate.contact_id,
                              until=until.isoformat(), reason=reason)  # fmt: skip
         return allowed
@@ -261,6 +293,12 @@ class CampaignRunner:
         if not usable:
             return None
         number = usable[candidate.attempts % len(usable)]
+        if cfg.ivr is not None:
+            made = start_ivr(cfg.ivr, candidate.attributes, self.tts)
+            if isinstance(made, MissingColumn):
+                self._skip(candidate, f"bad contact data for the IVR: {made}")
+                return None
+            self._ivr_pending[candidate.contact_id] = made
         self._reserved.add(candidate.contact_id)
         try:
             if self._bucket is not None:  # the campaign's own pace, under the trunk's
@@ -297,6 +335,9 @@ class CampaignRunner:
             return attempt_id
         finally:
             self._reserved.discard(candidate.contact_id)
+            unused = self._ivr_pending.pop(candidate.contact_id, None)  # no call placed
+            if unused is not None:
+                unused.cancel()
 
     async def _within_call_limit(
         self, candidate: DialCandidate, limit: tuple[int, str], now: datetime
@@ -310,6 +351,21 @@ class CampaignRunner:
         return Verdict(False, f"{len(calls)} calls in the last 24 h, at most {most} ({source})",
                        until)  # fmt: skip
 
+    def _local_time(
+        self, cand: DialCandidate, number: str, at: datetime
+    ) -> tuple[datetime | None, str]:
+        """The contact's local time at `at` (its first zone) and the rules that let
+        the call through, for the attempt and the compliance ledger."""
+        try:
+            locale = self.locator.locate(cand.attributes, number)
+        except LocateError:
+            return None, ""
+        zones = locale.zones or ((self.hours.default_zone,) if self.hours.default_zone else ())
+        rules = " + ".join(f"{r.label}: {r.source}" for r in self.hours.rules_for(locale))
+        if self.hours.legal is None:
+            rules = "lab (legal hours off)" + (f"; {rules}" if rules else "")
+        return (at.astimezone(zone(zones[0])) if zones else None), rules or "no hours rule"
+
     def _make_live(
         self, cand: DialCandidate, number: str, attempt_id: int, leg: MediaLeg, reserved: Any
     ) -> LiveCall:
@@ -320,6 +376,7 @@ class CampaignRunner:
     ) -> None:
         store, cfg = self.store, self.cfg
         live = self._make_live(cand, number, attempt_id, leg, reserved)
+        live.ivr = self._ivr_pending.pop(cand.contact_id, None)
         self.calls[attempt_id] = live
         store.set_contact_state(self.name, cand.contact_id, state="in_flight")
         handle = self.tel.place(
@@ -329,7 +386,13 @@ class CampaignRunner:
         )  # fmt: skip
         live.handle = handle
         self.placed += 1
-        store.update_attempt(attempt_id, invite_sent_at=utcnow(), call_id=handle.call_id)
+        sent = utcnow()
+        local, allowed_by = self._local_time(cand, number, sent)
+        store.update_attempt(attempt_id, invite_sent_at=sent, call_id=handle.call_id,
+                             local_time=local)  # fmt: skip
+        store.ledger("call_placed", source="dialer", campaign=self.name,
+                     contact_id=cand.contact_id, number=number, local_time=local,
+                     rule=allowed_by, detail={"attempt_id": attempt_id})  # fmt: skip
         self.bus.publish("call.started", campaign=self.name, attempt=attempt_id,
                              contact=cand.contact_id, number=number)  # fmt: skip
         asyncio.get_running_loop().create_task(self._follow(live, handle))
@@ -356,14 +419,44 @@ class CampaignRunner:
                     if handle is not None:
                         loop.call_soon(self.tel.sip.hangup, handle.call_id, "prompt played")
 
+                ivr = None
+                if live.ivr is not None:
+
+                    def end(reason: str) -> None:
+                        if handle is not None:
+                            loop.call_soon(self.tel.sip.hangup, handle.call_id, reason)
+
+                    ivr = live.ivr.flow(live.leg, end, partial(self._ivr_action, live))
                 flow = answered_flow(
-                    self.cfg.amd, self.prompt, self.machine_prompt, hang_up, live.analysis
+                    self.cfg.amd, self.prompt, self.machine_prompt, hang_up, live.analysis, ivr
                 )
                 live.leg.flow = flow.on_frame
                 self.bus.publish("call.answered", campaign=self.name,
                                      attempt=live.attempt_id, number=live.number)  # fmt: skip
+            case CallDtmfInfo(digit=digit):
+                if live.ivr is not None and live.ivr.flow_obj is not None:
+                    live.ivr.flow_obj.push_digit(digit)
             case _:
                 pass
+
+    def _ivr_action(self, live: LiveCall, call: IvrCall, action: Action) -> None:
+        """What the IVR asks of the store or the telephony (see engine.voice.ivr_calls)."""
+        match action:
+            case OptOut():
+                default = self.cfg.optout_list
+                asyncio.get_running_loop().create_task(
+                    opt_out(self.store, self.bus, self.name, live.number, action, default)
+                )
+            case TransferNumber() if live.handle is not None and call.transfer is None:
+                call.transfer = NumberTransfer(call, live.leg, live.handle.call_id)
+                asyncio.get_running_loop().create_task(call.transfer.run(
+                    self.tel, self.cfg.trunk, self.cfg.caller_id, action,
+                    self.cfg.ring_timeout, self.cfg.max_duration,
+                ))  # fmt: skip
+            case TransferQueue() | TransferNumber():
+                unsupported_transfer(call, action)
+            case _:
+                pass  # results and stored values are kept by the session
 
     def _early_verdict(self, live: LiveCall, result: CallResult, why: str) -> None:
         """A tone in early media settled the call before any answer: record
@@ -374,6 +467,8 @@ class CampaignRunner:
 
     async def _follow(self, live: LiveCall, handle: CallHandle) -> None:
         ended = await handle.ended
+        if live.ivr is not None and live.ivr.transfer is not None:
+            live.ivr.transfer.customer_ended(self.tel)
         self._record(live, ended)
         self.tel.released(self.cfg.trunk)
         self.tel.close_media(live.leg)
@@ -394,6 +489,11 @@ class CampaignRunner:
             "ended_by": ended.ended_by,
             "duration_ms": int((now - answered).total_seconds() * 1000) if answered else None,
         }  # fmt: skip
+        if live.ivr is not None:
+            live.ivr.cancel()
+            fields.update(live.ivr.record())
+            self.bus.publish("call.ivr", campaign=self.name, attempt=live.attempt_id,
+                             summary=fields["ivr_summary"])  # fmt: skip
         self.store.update_attempt(live.attempt_id, **fields)
         attempts = live.attempts_before + 1
         state, when = next_step(self.cfg, result, attempts, now)

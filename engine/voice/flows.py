@@ -66,12 +66,13 @@ def answered_flow(
     machine_prompt: Pcm,
     hang_up: Callable[[], None],
     analysis: Analysis,
+    ivr: CallFlow | None = None,
 ) -> CallFlow:
-    """The flow for an answered agentless call: the prompt, or call analysis
-    first when the campaign turns it on (IVR will branch here too)."""
+    """The flow for an answered agentless call: the prompt (or the campaign's
+    IVR), after call analysis when the campaign turns it on."""
     if not amd.enabled:
-        return PlayPrompt(prompt, hang_up)
-    return AnalysisFlow(amd, prompt, machine_prompt, hang_up, analysis)
+        return ivr if ivr is not None else PlayPrompt(prompt, hang_up)
+    return AnalysisFlow(amd, prompt, machine_prompt, hang_up, analysis, ivr)
 
 
 @dataclass(slots=True)
@@ -112,15 +113,17 @@ class AnalysisFlow:
         machine_prompt: Pcm,
         hang_up: Callable[[], None],
         analysis: Analysis,
+        ivr: CallFlow | None = None,
     ) -> None:
         self.cfg = amd
+        self.ivr = ivr  # what a person (or, with on_machine: ivr, a machine) gets
         self.prompt, self.machine_prompt = prompt, machine_prompt
         self.hang_up = hang_up
         self.analysis = analysis
         self.detector = make_amd(amd.mode, dict(amd.parameters))
         self.tones = ToneAnalyzer(dtmf=False, beep=True, sit=True, fax=True, progress=False)
         self.stage = _Stage.LISTENING
-        self.player: PlayPrompt | None = None
+        self.player: CallFlow | None = None
         self.t = 0.0
         self.beep_wait_until = 0.0
 
@@ -159,13 +162,17 @@ class AnalysisFlow:
         a.amd_result, a.amd_cause = decision.result.value, decision.cause
         a.amd_ms = round(decision.decided_at * 1000)
         if decision.result is not AmdResult.MACHINE:  # a person, or not sure: treat as a person
-            if self.cfg.on_human == "prompt":
+            if self.cfg.on_human == "prompt" and self.ivr is not None:
+                self._run_ivr()
+            elif self.cfg.on_human == "prompt":
                 self._play(self.prompt, t)
             else:
                 self._finish(t)
             return
         a.result = CallResult.MACHINE
-        if self.cfg.on_machine == "message_after_beep":
+        if self.cfg.on_machine == "ivr" and self.ivr is not None:
+            self._run_ivr()
+        elif self.cfg.on_machine == "message_after_beep":
             if a.beep_end_ms is not None:  # the beep already went by
                 self._play(self.machine_prompt, t)
             else:
@@ -179,6 +186,11 @@ class AnalysisFlow:
         self.analysis.message_started_ms = round(self.t * 1000)
         self.stage = _Stage.PLAYING
         self.player = PlayPrompt(audio, self.hang_up)
+
+    def _run_ivr(self) -> None:
+        self.analysis.message_started_ms = round(self.t * 1000)
+        self.stage = _Stage.PLAYING
+        self.player = self.ivr
 
     def _finish(self, t: float) -> None:
         self.stage = _Stage.DONE

@@ -208,6 +208,17 @@ class IvrSession:
     def done(self) -> bool:
         return self._started and self._phase is _Phase.DONE
 
+    def plays(self) -> list[Play]:
+        """Every Play this session can ask for (its prompts, filled for the
+        contact), so the audio can be made ready before the call is answered."""
+        out: list[Play] = []
+        for prompt in self.flow.prompts():
+            if prompt.wav is not None:
+                out.append(Play(prompt.wav, None))
+            elif prompt.tts is not None:
+                out.append(Play(self._texts[prompt], prompt.voice or self.flow.voice))
+        return out
+
     def history_json(self) -> list[dict[str, Any]]:
         return [r.to_json() for r in self.history]
 
