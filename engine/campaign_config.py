@@ -21,6 +21,14 @@ from carriers.sip.parser import parse_address
 from dsp.wav import WavError, decode_wav
 from engine.compliance.campaign import HoursConfig, parse_hours_config
 from engine.compliance.hours import DAYS
+from engine.compliance.rules import (
+    AttemptLimits,
+    Filter,
+    RuleSet,
+    parse_filter,
+    parse_limits,
+    parse_rules,
+)
 from engine.config import (
     ConfigError,
     DaemonConfig,
@@ -133,6 +141,9 @@ class CampaignConfig:
     dnc_lists: tuple[str, ...] = (DEFAULT_DNC_LIST,)
     optout_list: str = DEFAULT_OPTOUT_LIST
     ivr: Flow | None = None
+    rules: RuleSet = field(default_factory=RuleSet)
+    filter: Filter | None = None
+    limits: AttemptLimits = field(default_factory=AttemptLimits)
 
     @property
     def checked_dnc_lists(self) -> tuple[str, ...]:
@@ -148,7 +159,7 @@ _CAMPAIGN_FIELDS = {
     "name", "channel", "mode", "contact_list", "trunk", "caller_id", "lines",
     "max_attempts", "ring_timeout", "max_duration", "retry", "prompt", "priority",
     "calls_per_second", "amd", "dialing", "safe_harbor", "calling_hours", "restricted_days",
-    "contact_location", "dnc_lists", "optout_list", "ivr",
+    "contact_location", "dnc_lists", "optout_list", "ivr", "rules", "filter", "limits",
 }  # fmt: skip
 _DIALING_FIELDS = {
     "ratio", "max_ratio", "abandon_target", "jurisdiction", "connect_wait",
@@ -394,6 +405,14 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
             "free (who is calling and a number to call back; 47 CFR 64.1200(a)(7)(i))",
         )
     amd = _amd(m, config)
+    rules = parse_rules(m, wrapup_codes={c.code for c in dialing.wrapup_codes} or None)
+    _wired(m, rules)
+    contact_filter = parse_filter(m)
+    limits = parse_limits(m)
+    if limits.contact_total is not None and m.present("max_attempts") is not None:
+        raise m.error("max_attempts", "give max_attempts or limits.per_contact.total, not both")
+    if limits.contact_total is not None:
+        max_attempts = limits.contact_total
     ivr = _ivr(m, config)
     if ivr is not None:
         check_queues(ivr, has_agents=mode in AGENT_MODES)
@@ -410,8 +429,27 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
         max_attempts=max_attempts, ring_timeout=ring_timeout, max_duration=max_duration,
         retry=retry, prompt=prompt, priority=priority, calls_per_second=cps,
         amd=amd, dialing=dialing, safe_harbor=safe_harbor, hours=hours, ivr=ivr,
+        rules=rules, filter=contact_filter, limits=limits,
         dnc_lists=dnc_lists, optout_list=optout_list,
     )  # fmt: skip
+
+
+def _wired(m: _Node, rules: RuleSet) -> None:
+    """Rule actions the dial loop does not carry out yet are refused, not ignored."""
+    if m.present("sort") is not None:
+        raise m.error(
+            "sort", "not supported yet: contacts are dialled by priority, then list order"
+        )
+    for index, rule in enumerate(rules.rules):
+        if rule.when == "after_wrapup":
+            why = "after_wrapup rules are not supported yet by the agent dial loop"
+            raise ConfigError(m.file, rule.line, f"rules[{index}].when", why)
+        for action, used in (("priority", rule.priority is not None),
+                             ("set", bool(rule.set_columns)),
+                             ("move_to", rule.move_to is not None)):  # fmt: skip
+            if used:
+                raise ConfigError(m.file, rule.line, f"rules[{index}].then.{action}",
+                                  "not supported yet by the dial loop")  # fmt: skip
 
 
 def _ivr(m: _Node, config: DaemonConfig) -> Flow | None:
@@ -537,6 +575,15 @@ def campaign_definition(c: CampaignConfig) -> dict[str, Any]:
         "hours": _hours_definition(c.hours),
         "dnc_lists": list(c.dnc_lists),
         "optout_list": c.optout_list,
+        "rules": [
+            {"when": r.when, "line": r.line, "if": r.condition.text if r.condition else None}
+            for r in c.rules.rules
+        ],
+        "filter": c.filter.condition.text if c.filter is not None else None,
+        "limits": {
+            "per_contact": {"total": c.limits.contact_total, "per_day": c.limits.contact_per_day},
+            "per_number": {"total": c.limits.number_total, "per_day": c.limits.number_per_day},
+        },
     }
 
 

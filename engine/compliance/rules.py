@@ -46,8 +46,8 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from types import MappingProxyType
 from typing import Any
@@ -62,9 +62,9 @@ from engine.config import ConfigError, _closest, _Node
 
 __all__ = [
     "PHASES", "AttemptLimits", "Condition", "Filter", "PostCallDecision", "PreCallDecision",
-    "Rule", "RuleContext", "RuleSet", "Sort", "SortKey", "compile_condition",
+    "Rule", "RuleContext", "RuleSet", "Sort", "SortKey", "after_context", "compile_condition",
     "next_local_midnight", "parse_filter", "parse_limits", "parse_rules", "parse_sort",
-    "start_of_local_day",
+    "rule_context", "start_of_local_day",
 ]  # fmt: skip
 
 PHASES = ("before_call", "after_call", "after_wrapup")
@@ -1141,3 +1141,33 @@ def parse_sort(m: _Node) -> Sort | None:
                               f"{key.column!r} is already a sort key")  # fmt: skip
         keys.append(key)
     return Sort(tuple(keys)) if keys else None
+
+
+def rule_context(
+    now: datetime,
+    attributes: Mapping[str, str],
+    history: Sequence[tuple[datetime, str, str | None, int]],
+    number: str,
+) -> RuleContext:
+    """The context before a call to `number`: `history` is every attempt at the
+    contact, oldest first, as (created_at, number, result, campaign id);
+    `now` is aware, in the contact's zone ("today" is its local day)."""
+    day = start_of_local_day(now)
+    today = [h for h in history if h[0] >= day]
+    last = history[-1] if history else None
+    return RuleContext(
+        now=now, attributes=attributes, attempts=len(history), attempts_today=len(today),
+        number_attempts=sum(1 for h in history if h[1] == number),
+        number_attempts_today=sum(1 for h in today if h[1] == number),
+        last_result=last[2] if last else None, last_attempt_at=last[0] if last else None,
+    )  # fmt: skip
+
+
+def after_context(before: RuleContext, result: str, now: datetime) -> RuleContext:
+    """The context after the call `before` was made for: its counts include it."""
+    return replace(
+        before, now=now.astimezone(before.now.tzinfo), attempts=before.attempts + 1,
+        attempts_today=before.attempts_today + 1, number_attempts=before.number_attempts + 1,
+        number_attempts_today=before.number_attempts_today + 1, last_result=result,
+        last_attempt_at=now, result=result,
+    )  # fmt: skip

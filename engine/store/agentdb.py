@@ -142,6 +142,20 @@ def calls_since(conn: Connection, contact_id: int, since: datetime) -> list[date
     return list(rows)
 
 
+def attempt_history(
+    conn: Connection, contact_id: int
+) -> list[tuple[datetime, str, str | None, int]]:
+    """Every attempt at the contact, oldest first: (created_at, number, result,
+    campaign id), for the campaign rules' counts and limits."""
+    rows = conn.execute(
+        select(attempts.c.created_at, attempts.c.number, attempts.c.result,
+               attempts.c.campaign_id)
+        .where(attempts.c.contact_id == contact_id)
+        .order_by(attempts.c.id)
+    ).all()  # fmt: skip
+    return [(r[0], str(r[1]), r[2], int(r[3])) for r in rows]
+
+
 def add_callback(conn: Connection, values: dict[str, Any]) -> int:
     result = conn.execute(insert(callbacks).values(**values))
     return int(result.inserted_primary_key[0])  # type: ignore[index]

@@ -661,6 +661,9 @@ class Store:
             partial(agentdb.calls_since, contact_id=contact_id, since=since)
         )
 
+    async def attempt_history(self, contact_id: int) -> list[tuple[datetime, str, str | None, int]]:
+        return await self._writer.run(partial(agentdb.attempt_history, contact_id=contact_id))
+
     async def add_callback(self, **values: Any) -> int:
         _aware("due_at", values["due_at"])
         return await self._writer.write_wait(

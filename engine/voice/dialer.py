@@ -32,6 +32,7 @@ from carriers.sip.transport import CallEvent, CallHandle
 from engine.compliance.campaign import calling_hours
 from engine.compliance.hours import Verdict
 from engine.compliance.locate import LocateError, zone
+from engine.compliance.rules import RuleContext, after_context, rule_context
 from engine.store import AttemptIntent, DialCandidate
 from engine.store.types import INTERRUPTED
 from engine.voice.flows import Analysis, EarlyMediaWatch, answered_flow
@@ -93,6 +94,7 @@ class LiveCall:
     times: dict[str, datetime] = field(default_factory=dict)
     analysis: Analysis = field(default_factory=Analysis)
     ivr: IvrCall | None = None
+    rule_ctx: RuleContext | None = None  # the counts before this call (campaign rules)
 
 
 class CampaignRunner:
@@ -127,6 +129,7 @@ class CampaignRunner:
         self.deferred = 0
         self.tts: TtsCache | None = None  # the daemon's, set by the campaign manager
         self._ivr_pending: dict[int, IvrCall] = {}
+        self._rule_pending: dict[int, tuple[RuleContext, str | None]] = {}
 
     @property
     def name(self) -> str:
@@ -238,7 +241,68 @@ class CampaignRunner:
             hits = "; ".join(f"{n}: {blocked[n].reason}" for n in sorted(blocked))
             self._skip(candidate, f"do-not-contact: {hits}", "do-not-contact")
             return usable
+        usable = await self._rules_before(candidate, usable)
+        if not usable:
+            return usable
         return await self._callable_now(candidate, usable)
+
+    async def _rules_before(self, candidate: DialCandidate, numbers: list[str]) -> list[str]:
+        """The campaign's filter, attempt limits and before_call rules (see
+        engine.compliance.rules): the numbers they leave, the contact skipped
+        or deferred (a per-day limit lifts at the contact's local midnight)."""
+        cfg = self.cfg
+        if cfg.filter is not None and not cfg.filter.matches(candidate.attributes):
+            self._skip(candidate, f"not in the campaign's filter ({cfg.filter.condition.text})")
+            return []
+        limits = cfg.limits
+        optional = (limits.contact_per_day, limits.number_total, limits.number_per_day)
+        needs = bool(cfg.rules) or any(v is not None for v in optional)
+        if not needs:
+            return numbers
+        history = await self.store.attempt_history(candidate.contact_id)
+        local_now = self._local_now(candidate, numbers[0])
+        allowed: list[str] = []
+        ctx: RuleContext | None = None
+        reason = None
+        for number in numbers:
+            ctx = rule_context(local_now, candidate.attributes, history, number)
+            reason = limits.contact_reason(ctx)
+            if reason is not None:
+                break
+            reason = limits.number_reason(ctx)
+            if reason is None:
+                allowed.append(number)
+        if reason is not None and not allowed and ctx is not None:
+            when = limits.next_allowed(ctx)
+            if when is None:
+                self._skip(candidate, f"attempt limit: {reason}", "limits")
+            else:
+                self.deferred += 1
+                at = when.astimezone(UTC)
+                self.store.set_contact_state(
+                    self.name, candidate.contact_id, state="deferred", next_attempt_at=at,
+                    skip_reason=f"attempt limit: {reason}; callable from {at.isoformat()}",
+                )  # fmt: skip
+                self.store.ledger("deferral", source="dialer", campaign=self.name,
+                                  contact_id=candidate.contact_id, rule="limits",
+                                  detail={"until": at.isoformat(), "reason": reason})  # fmt: skip
+            return []
+        ctx = rule_context(local_now, candidate.attributes, history, allowed[0])
+        decision = cfg.rules.before_call(ctx)
+        if decision.skip_reason is not None:
+            self._skip(candidate, f"campaign rule: {decision.skip_reason}", "rules")
+            return []
+        self._rule_pending[candidate.contact_id] = (ctx, decision.caller_id)
+        return allowed
+
+    def _local_now(self, candidate: DialCandidate, number: str) -> datetime:
+        now = utcnow()
+        try:
+            locale = self.locator.locate(candidate.attributes, number)
+        except LocateError:
+            return now
+        zones = locale.zones or ((self.hours.default_zone,) if self.hours.default_zone else ())
+        return now.astimezone(zone(zones[0])) if zones else now
 
     def _skip(self, candidate: DialCandidate, reason: str, rule: str | None = None) -> None:
         self.store.set_contact_state(self.name, candidate.contact_id, state="skipped",
@@ -311,9 +375,10 @@ class CampaignRunner:
             except (RtpError, OSError) as exc:
                 log.warning("no RTP port for a call: %s", exc)
                 return None
+            caller_id = self._caller_id(candidate.contact_id)
             intent = AttemptIntent(
                 campaign=self.name, contact_id=candidate.contact_id, number=number,
-                trunk=cfg.trunk, caller_id=cfg.caller_id, created_at=utcnow(),
+                trunk=cfg.trunk, caller_id=caller_id, created_at=utcnow(),
             )  # fmt: skip
             # Durable before the INVITE. The insert is shielded: a shutdown
             # that cancels the loop here must not leave a committed attempt
@@ -335,6 +400,7 @@ class CampaignRunner:
             return attempt_id
         finally:
             self._reserved.discard(candidate.contact_id)
+            self._rule_pending.pop(candidate.contact_id, None)
             unused = self._ivr_pending.pop(candidate.contact_id, None)  # no call placed
             if unused is not None:
                 unused.cancel()
@@ -350,6 +416,12 @@ class CampaignRunner:
         until = calls[len(calls) - most] + timedelta(hours=24)
         return Verdict(False, f"{len(calls)} calls in the last 24 h, at most {most} ({source})",
                        until)  # fmt: skip
+
+    def _caller_id(self, contact_id: int) -> str | None:
+        pending = self._rule_pending.get(contact_id)
+        if pending is not None and pending[1] is not None:
+            return pending[1]  # a before_call rule's caller ID
+        return self.cfg.caller_id
 
     def _local_time(
         self, cand: DialCandidate, number: str, at: datetime
@@ -377,10 +449,13 @@ class CampaignRunner:
         store, cfg = self.store, self.cfg
         live = self._make_live(cand, number, attempt_id, leg, reserved)
         live.ivr = self._ivr_pending.pop(cand.contact_id, None)
+        caller_id = self._caller_id(cand.contact_id)
+        pending = self._rule_pending.pop(cand.contact_id, None)
+        live.rule_ctx = pending[0] if pending is not None else None
         self.calls[attempt_id] = live
         store.set_contact_state(self.name, cand.contact_id, state="in_flight")
         handle = self.tel.place(
-            cfg.trunk, number, cfg.caller_id, leg,
+            cfg.trunk, number, caller_id, leg,
             ring_timeout=cfg.ring_timeout, max_duration=cfg.max_duration,
             on_event=lambda event: self._on_event(live, event),
         )  # fmt: skip
@@ -458,6 +533,32 @@ class CampaignRunner:
             case _:
                 pass  # results and stored values are kept by the session
 
+    def _rules_after(
+        self, live: LiveCall, result: str, attempts: int, state: str,
+        when: datetime | None, now: datetime,
+    ) -> tuple[str, datetime | None]:  # fmt: skip
+        """The after_call rules on this call's result: a retry time, uncallable,
+        the number on a DNC list; else the campaign's retry table decides."""
+        base = live.rule_ctx
+        if base is None or not self.cfg.rules:
+            return state, when
+        ctx = after_context(base, result, now)
+        decision = self.cfg.rules.after_call(ctx)
+        if decision.dnc_list is not None:
+            lst = decision.dnc_list
+            asyncio.get_running_loop().create_task(self.store.dnc_add(
+                live.number, list=lst, source="rule", campaign=self.name))  # fmt: skip
+        if decision.uncallable is not None:
+            why = f"campaign rule: {decision.uncallable}"
+            self.store.set_contact_state(self.name, live.contact_id, state="failed",
+                                         skip_reason=why)  # fmt: skip
+            return "failed", None
+        if decision.retry_in_s is not None:
+            if attempts >= self.cfg.max_attempts:
+                return "failed", None
+            return "retry", now + timedelta(seconds=decision.retry_in_s)
+        return state, when
+
     def _early_verdict(self, live: LiveCall, result: CallResult, why: str) -> None:
         """A tone in early media settled the call before any answer: record
         the result it means and cancel (a 200 crossing this CANCEL is BYEd)."""
@@ -497,6 +598,7 @@ class CampaignRunner:
         self.store.update_attempt(live.attempt_id, **fields)
         attempts = live.attempts_before + 1
         state, when = next_step(self.cfg, result, attempts, now)
+        state, when = self._rules_after(live, result.value, attempts, state, when, now)
         self.store.set_contact_state(
             self.name, live.contact_id, state=state, next_attempt_at=when,
             last_result=result.value, attempts_delta=1,
