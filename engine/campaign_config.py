@@ -104,6 +104,9 @@ class DialingConfig:
     owner_column: str = "agent"
     skip_delay: float = 600.0
     wrapup_timeout: float = 60.0
+    # Ofcom: the share of machine verdicts taken to be people (AMD false
+    # positives), counted as abandons in the UK rate; 0 for US campaigns.
+    amd_false_positive_rate: float = 0.0
     wrapup_codes: tuple[WrapupCode, ...] = ()
     default_wrapup: str | None = None
 
@@ -164,7 +167,7 @@ _CAMPAIGN_FIELDS = {
 _DIALING_FIELDS = {
     "ratio", "max_ratio", "abandon_target", "jurisdiction", "connect_wait",
     "preview_auto_dial", "owner_column", "skip_delay", "wrapup_timeout", "wrapup_codes",
-    "default_wrapup",
+    "default_wrapup", "amd_false_positive_rate",
 }  # fmt: skip
 _AMD_FIELDS = {
     "enabled", "mode", "parameters", "on_machine", "on_human", "machine_prompt",
@@ -344,6 +347,7 @@ def _dialing(m: _Node, mode: str) -> DialingConfig:
         skip_delay=node.duration("skip_delay", 600.0) or 0.0,
         wrapup_timeout=node.duration("wrapup_timeout", 60.0, low=1.0) or 60.0,
         wrapup_codes=codes, default_wrapup=default,
+        amd_false_positive_rate=_rate(node, "amd_false_positive_rate", 0.0),
     )  # fmt: skip
 
 
@@ -609,6 +613,7 @@ def _dialing_definition(d: DialingConfig) -> dict[str, Any]:
         "jurisdiction": d.jurisdiction, "connect_wait": d.connect_wait,
         "preview_auto_dial": d.preview_auto_dial, "owner_column": d.owner_column,
         "skip_delay": d.skip_delay, "wrapup_timeout": d.wrapup_timeout,
+        "amd_false_positive_rate": d.amd_false_positive_rate,
         "wrapup_codes": [
             {"code": w.code, "description": w.description, "final": w.final, "retry": w.retry}
             for w in d.wrapup_codes

@@ -107,7 +107,7 @@ class AgentCampaignRunner(CampaignRunner):
         self.safe_harbor = safe_harbor
         self.pool = pool
         self.stats = PacingStats(ring_timeout_s=cfg.ring_timeout)
-        self.ledger = AbandonWindow(cfg.dialing.abandon_window, start=time.time())
+        self.ledger = AbandonWindow(cfg.dialing.abandon_window, self._fp_rate(), start=time.time())
         self.waiting: list[AgentLiveCall] = []
         self._offered: dict[int, Agent] = {}  # contact -> agent it is offered to
         self._pending_candidates: dict[int, DialCandidate] = {}  # offered records
@@ -172,7 +172,9 @@ class AgentCampaignRunner(CampaignRunner):
         history = await self.store.abandon_window(self.name, since)
         abandoned = sorted(t.timestamp() for t in history["abandons"])
         lives = sorted(t.timestamp() for t in history["live_answers"])
-        ledger = AbandonWindow(window, start=min([time.time(), *lives, *abandoned]))
+        ledger = AbandonWindow(
+            window, self._fp_rate(), start=min([time.time(), *lives, *abandoned])
+        )
         # Every stored abandon was a live answer too (the store keeps them
         # apart: abandons in `abandons`, answers on the attempts).
         for at in lives:
@@ -714,6 +716,11 @@ class AgentCampaignRunner(CampaignRunner):
             agent = next((a for a in self.pool.agents.values() if a.call is call), None)
             if agent is not None:
                 self.pool.customer_ended(agent, call, self.cfg.dialing.wrapup_timeout)
+
+    def _fp_rate(self) -> float:
+        """Ofcom's estimate of AMD false positives counts only in UK campaigns."""
+        d = self.cfg.dialing
+        return d.amd_false_positive_rate if d.jurisdiction == "uk" else 0.0
 
     def _record(self, live: LiveCall, ended: CallEnded) -> None:
         if not isinstance(live, AgentLiveCall) or live.agent_call is None:
