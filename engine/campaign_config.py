@@ -37,7 +37,7 @@ from engine.config import (
     _read_mapping,
     format_duration,
 )
-from engine.voice.ivr import Flow, check_queues, load_flow, parse_flow
+from engine.voice.ivr import Flow, TransferQueueStep, check_queues, load_flow, parse_flow
 
 # 47 CFR 64.1200(a)(6): an unanswered call must ring at least 15 seconds (or
 # four rings) before the caller disconnects it.
@@ -420,6 +420,7 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
     ivr = _ivr(m, config)
     if ivr is not None:
         check_queues(ivr, has_agents=mode in AGENT_MODES)
+        _ivr_supported(m, ivr, mode)
     if amd.on_machine == "ivr" and ivr is None:
         raise m.error("amd", "on_machine: ivr needs the campaign's ivr flow")
     prompt = _prompt(m, config) if ivr is None or m.present("prompt") is not None else None
@@ -454,6 +455,18 @@ def _wired(m: _Node, rules: RuleSet) -> None:
             if used:
                 raise ConfigError(m.file, rule.line, f"rules[{index}].then.{action}",
                                   "not supported yet by the dial loop")  # fmt: skip
+
+
+def _ivr_supported(m: _Node, flow: Flow, mode: str) -> None:
+    """What the dial loop cannot run yet is refused at load, not ignored."""
+    if mode in AGENT_MODES:
+        raise m.error("ivr", f"an IVR flow in a {mode} campaign is not supported yet "
+                             "(agentless campaigns run it)")  # fmt: skip
+    for step in flow.steps.values():
+        if isinstance(step, TransferQueueStep):
+            raise ConfigError(flow.file, step.line, f"{flow.field or 'steps'}.{step.name}",
+                              "transfer to an agent queue is not supported yet; "
+                              "transfer to a number is")  # fmt: skip
 
 
 def _ivr(m: _Node, config: DaemonConfig) -> Flow | None:

@@ -12,9 +12,10 @@ At the answer, `IvrCall.flow()` is the call flow (straight away with call
 analysis off; after AMD's verdict otherwise). Its actions that need the
 store or the telephony come back here: an opt-out adds the number to the
 campaign's opt-out list with source `ivr`; a transfer to a number places a
-second call on the campaign's trunk and bridges the two when it answers; a
-transfer to an agent queue is reported as failed until agent queues take
-IVR transfers (the flow's `on_fail` step plays). When the call ends, the
+second call on the campaign's trunk and bridges the two when it answers. A
+transfer to an agent queue is refused when the campaign loads (agent queues
+do not take IVR callers yet); should one reach a call, it is reported as
+failed and the flow's `on_fail` step plays. When the call ends, the
 steps the caller went through go to the attempt (`ivr_path`, `ivr_summary`).
 """
 

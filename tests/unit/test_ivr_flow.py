@@ -133,3 +133,30 @@ def test_caller_hangup_closes_the_history(tmp_path: Path) -> None:
     assert rig.session.end == "caller hung up" and rig.hangups == []
     with pytest.raises(AssertionError):
         assert rig.session.result is not None
+
+
+@pytest.mark.parametrize(
+    ("mode", "flow", "where"),
+    [
+        ("agentless", "a: {transfer: {queue: other}, on_fail: b}", ":8: ivr.a: transfer to an agent queue"),
+        ("progressive", "a: {play: {wav: p.wav}, next: b}", ":5: ivr: an IVR flow in a progressive"),
+    ],
+)  # fmt: skip
+def test_campaign_refuses_what_the_dial_loop_cannot_run(
+    tmp_path: Path, mode: str, flow: str, where: str
+) -> None:
+    from carriers.sip.parser import parse_uri
+    from engine.campaign_config import load_campaign
+    from engine.config import ConfigError, DaemonConfig, TrunkConfig
+
+    (tmp_path / "p.wav").write_bytes(encode_wav(tone(0.2, 440)))
+    trunk = TrunkConfig("t", parse_uri("sip:127.0.0.1:9"))  # type: ignore[arg-type]
+    cfg = DaemonConfig(path=tmp_path / "o.yaml", trunks={"t": trunk}, prompts_dir=tmp_path)
+    extra = "safe_harbor: p.wav\n" if mode != "agentless" else ""
+    (tmp_path / "c.yaml").write_text(
+        f"name: c\nchannel: voice\nmode: {mode}\ncontact_list: l\nivr:\n  start: a\n"
+        f"  steps:\n    {flow}\n    b: {{hangup: {{}}}}\ntrunk: t\n{extra}"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_campaign(tmp_path / "c.yaml", cfg)
+    assert where in str(err.value), str(err.value)
