@@ -214,7 +214,10 @@ def report(
         "repeat_calls_72h": len(facts.repeats), "repeat_calls": facts.repeats[:_LISTED],
         **by_kind, "notes": notes,
     }  # fmt: skip
-    result["ok"] = not outside and not facts.repeats and not any(w["over_limit"] for w in windows)
+    # The 72-hour rule is Ofcom's: repeats are shown for every campaign but
+    # break only a UK campaign's report.
+    repeats_break = jurisdiction == "uk" and bool(facts.repeats)
+    result["ok"] = not outside and not repeats_break and not any(w["over_limit"] for w in windows)
     return result
 
 

@@ -413,7 +413,8 @@ class CampaignRunner:
         calls = await self.store.calls_since(candidate.contact_id, now - timedelta(hours=24))
         if len(calls) < most:
             return Verdict(True, "", now)
-        until = calls[len(calls) - most] + timedelta(hours=24)
+        # Just past the 24 h: calls_since counts a call exactly 24 h old.
+        until = calls[len(calls) - most] + timedelta(hours=24, milliseconds=1)
         return Verdict(False, f"{len(calls)} calls in the last 24 h, at most {most} ({source})",
                        until)  # fmt: skip
 
