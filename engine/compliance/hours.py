@@ -140,6 +140,7 @@ class Verdict:
     callable: bool
     reason: str
     until: datetime
+    rule: str = ""  # the rule that decides it ("FL: Fla. Stat. 501.616(6)(a)"), for the ledger
 
 
 @functools.lru_cache(maxsize=4096)
@@ -210,9 +211,10 @@ class CallingHours:
                 f"no time zone for the contact ({locale.source}): set a time-zone or "
                 "postal-code column, or the campaign's default_timezone",
                 now + timedelta(days=1),
+                "no time zone",
             )
         t = now
-        first_reason = ""
+        first: Verdict | None = None
         for _ in range(4 * len(zones) + 4):
             verdicts = [self._zone(zone(z), z, locale, rules, t) for z in zones]
             closed = [v for v in verdicts if not v.callable]
@@ -220,21 +222,27 @@ class CallingHours:
                 until = min(v.until for v in verdicts)
                 if t == now:
                     return Verdict(True, "", until)
-                return Verdict(False, first_reason, t)
-            if not first_reason:
-                first_reason = closed[0].reason
+                assert first is not None
+                return Verdict(False, first.reason, t, first.rule)
+            if first is None:
+                first = closed[0]
             t = max(v.until for v in closed)
             if t - now > timedelta(days=SEARCH_DAYS):
                 break
-        return Verdict(False, first_reason, max(t, now + timedelta(days=1)))
+        assert first is not None
+        return Verdict(False, first.reason, max(t, now + timedelta(days=1)), first.rule)
 
     def _day(
         self, day: date, locale: Locale, rules: list[HoursRule]
     ) -> tuple[Window | None, str, str]:
         """The day's window (intersection of the rules), and what sets its start and end
-        (or, for a closed day, why it is closed)."""
+        (or, for a closed day, why it is closed and the rule that closes it)."""
         if day in self.dates:
-            return None, f"restricted date {day.isoformat()} (campaign)", ""
+            return (
+                None,
+                f"restricted date {day.isoformat()} (campaign)",
+                "campaign: restricted_days",
+            )
         states = locale.states or (None,)
         country = locale.country
         banning = [r for r in rules if r.holidays]
@@ -245,24 +253,26 @@ class CallingHours:
                     continue
                 where = f"{country}-{state}" if state else country
                 if self.public_holidays:
-                    return None, f"public holiday {name} ({where}; campaign)", ""
+                    why = f"public holiday {name} ({where}; campaign)"
+                    return None, why, "campaign: public_holidays"
                 for rule in banning:
                     if state in (None, rule.label):
-                        return None, f"public holiday {name} ({where}; {rule.holiday_source})", ""
+                        why = f"public holiday {name} ({where}; {rule.holiday_source})"
+                        return None, why, f"{rule.label}: {rule.holiday_source}"
         start, end = 0, 1440
         start_by = end_by = ""
         weekday = day.weekday()
         for rule in rules:
             window = rule.week[weekday]
             if window is None:
-                why = f"no calls on {DAYS[weekday].title()} ({rule.label}: {rule.source})"
-                return None, why, ""
+                by = f"{rule.label}: {rule.source}"
+                return None, f"no calls on {DAYS[weekday].title()} ({by})", by
             if window[0] > start:
                 start, start_by = window[0], f"{rule.label}: {rule.source}"
             if window[1] < end:
                 end, end_by = window[1], f"{rule.label}: {rule.source}"
         if start >= end:
-            return None, f"no common window on {DAYS[weekday].title()}", ""
+            return None, f"no common window on {DAYS[weekday].title()}", start_by
         return (start, end), start_by, end_by
 
     def _zone(
@@ -270,12 +280,13 @@ class CallingHours:
     ) -> Verdict:
         local = now.astimezone(tz)
         today = local.date()
-        reason = ""
+        reason = rule = ""
         for offset in range(SEARCH_DAYS):
             day = today + timedelta(days=offset)
             window, start_by, end_by = self._day(day, locale, rules)
             if window is None:
-                reason = reason or start_by
+                if not reason:
+                    reason, rule = start_by, end_by
                 continue
             opens = _at(day, window[0], tz)
             closes = _at(day, window[1], tz)
@@ -283,14 +294,15 @@ class CallingHours:
                 return Verdict(True, "", closes)
             if now < opens:
                 if not reason:
-                    reason = (
-                        f"before {_fmt(window[0])} {name} ({start_by})" if offset == 0
-                        else f"after {_fmt(window[1])} {name} ({end_by})"
-                    )  # fmt: skip
-                return Verdict(False, reason, opens)
+                    if offset == 0:
+                        reason, rule = f"before {_fmt(window[0])} {name} ({start_by})", start_by
+                    else:
+                        reason, rule = f"after {_fmt(window[1])} {name} ({end_by})", end_by
+                return Verdict(False, reason, opens, rule)
             if offset == 0:
-                reason = f"after {_fmt(window[1])} {name} ({end_by})"
-        return Verdict(False, reason or "no callable day ahead", now + timedelta(days=SEARCH_DAYS))
+                reason, rule = f"after {_fmt(window[1])} {name} ({end_by})", end_by
+        later = now + timedelta(days=SEARCH_DAYS)
+        return Verdict(False, reason or "no callable day ahead", later, rule)
 
 
 def _at(day: date, minutes: int, tz: ZoneInfo) -> datetime:

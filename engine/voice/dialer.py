@@ -335,7 +335,7 @@ class CampaignRunner:
                 allowed.append(number)
             elif until is None or verdict.until < until:
                 reason, until = f"{number}: {verdict.reason}", verdict.until
-                rule = verdict.reason
+                rule = verdict.rule or verdict.reason
         if not allowed and until is not None:
             self.deferred += 1
             why = f"not callable now: {reason}; callable from {until.isoformat()}"
@@ -415,8 +415,8 @@ class CampaignRunner:
             return Verdict(True, "", now)
         # Just past the 24 h: calls_since counts a call exactly 24 h old.
         until = calls[len(calls) - most] + timedelta(hours=24, milliseconds=1)
-        return Verdict(False, f"{len(calls)} calls in the last 24 h, at most {most} ({source})",
-                       until)  # fmt: skip
+        why = f"{len(calls)} calls in the last 24 h, at most {most} ({source})"
+        return Verdict(False, why, until, source)
 
     def _caller_id(self, contact_id: int) -> str | None:
         pending = self._rule_pending.get(contact_id)

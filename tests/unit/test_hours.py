@@ -81,6 +81,7 @@ def test_federal_edges_in_the_contacts_zone(legal: CallingHours) -> None:
     assert closed.until == local(NY, 2026, 12, 3, 8, 0)  # the next opening
     assert "after 21:00 America/New_York" in closed.reason
     assert "47 CFR 64.1200(c)(1)" in closed.reason
+    assert closed.rule == "US federal: 47 CFR 64.1200(c)(1)"  # the ledger's rule column
 
 
 def test_state_hours_are_stricter_and_named(legal: CallingHours) -> None:
@@ -88,6 +89,7 @@ def test_state_hours_are_stricter_and_named(legal: CallingHours) -> None:
     assert legal.verdict(fl, local(NY, 2026, 12, 2, 19, 59, 59)).callable
     v = legal.verdict(fl, local(NY, 2026, 12, 2, 20, 0, 0))
     assert not v.callable and "Fla. Stat. 501.616(6)(a)" in v.reason
+    assert v.rule == "FL: Fla. Stat. 501.616(6)(a)"
     tx_sunday = us(("America/Chicago",), ("TX",))
     v = legal.verdict(tx_sunday, local(ZoneInfo("America/Chicago"), 2026, 12, 6, 11, 59))
     assert not v.callable and "before 12:00" in v.reason
@@ -99,6 +101,7 @@ def test_sunday_ban_defers_to_monday(legal: CallingHours) -> None:
     chicago = ZoneInfo("America/Chicago")
     v = legal.verdict(al, local(chicago, 2026, 12, 6, 10, 0))  # a Sunday
     assert not v.callable and "no calls on Sunday" in v.reason
+    assert v.rule == "AL: a Sunday ban (test table)"
     assert v.until == local(chicago, 2026, 12, 7, 8, 0)
 
 
@@ -108,6 +111,7 @@ def test_a_holiday_in_one_state_only(legal: CallingHours) -> None:
     noon = local(chicago, 2026, 3, 2, 12, 0)
     tx = legal.verdict(us(("America/Chicago",), ("TX",)), noon)
     assert not tx.callable and "Texas Independence Day" in tx.reason
+    assert tx.rule == "TX: a holiday ban (test table)"
     assert tx.until == local(chicago, 2026, 3, 3, 9, 0)
     assert legal.verdict(us(("America/Chicago",), ("OK",)), noon).callable
 
