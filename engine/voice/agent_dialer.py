@@ -222,7 +222,10 @@ class AgentCampaignRunner(CampaignRunner):
         return False
 
     def _room(self) -> int:
-        return min(self.cfg.lines - len(self.calls), self.tel.capacity(self.cfg.trunk))
+        cfg = self.cfg  # the trunk's free lines, less what higher-priority campaigns want
+        return min(
+            cfg.lines - len(self.calls), self.tel.capacity_for(cfg.trunk, self.name, cfg.priority)
+        )
 
     async def _dial_paced(self) -> None:
         decision = decide(self.pacing_config, self.pacing_state(time.time()), time.time())

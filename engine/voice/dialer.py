@@ -148,6 +148,7 @@ class CampaignRunner:
     async def set_state(self, state: str) -> None:
         """Pause or stop: no new calls; calls in progress finish normally."""
         self.state = state
+        self.tel.want(self.cfg.trunk, self.name, self.cfg.priority, 0)
         self._wake.set()
         await self.store.set_campaign_state(self.name, state)
         self.bus.publish("campaign.state", campaign=self.name, state=state)
@@ -157,6 +158,7 @@ class CampaignRunner:
         (a running campaign resumes on the next start), let calls finish for
         `grace` seconds, then hang up what is left."""
         self._halting = True
+        self.tel.want(self.cfg.trunk, self.name, self.cfg.priority, 0)
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
@@ -194,9 +196,15 @@ class CampaignRunner:
             if loop.time() >= next_sync:
                 await store.sync_campaign_contacts(self.name)
                 next_sync = loop.time() + RESYNC_EVERY
-            free = min(self.cfg.lines - len(self.calls), self.tel.capacity(self.cfg.trunk))
+            cfg = self.cfg
+            want = cfg.lines - len(self.calls)
+            free = min(want, self.tel.capacity_for(cfg.trunk, self.name, cfg.priority))
             if free <= 0:
                 deferring = False
+                # Held back by the trunk: say whether contacts are waiting, so a
+                # lower-priority campaign on the trunk leaves the lines to us.
+                waiting = want > 0 and bool(await store.due_contacts(self.name, utcnow(), 1))
+                self.tel.want(cfg.trunk, self.name, cfg.priority, want if waiting else 0)
             else:
                 exclude = set(self._reserved) | {c.contact_id for c in self.calls.values()}
                 # While contacts outside their calling hours are being moved
@@ -211,6 +219,9 @@ class CampaignRunner:
                     if await self._dial(candidate) is not None:
                         placed += 1
                 deferring = self.deferred > before and placed < free
+                more = len(due) >= fetch  # others may be due behind these
+                self.tel.want(cfg.trunk, self.name, cfg.priority,
+                              (want - placed) if more else 0)  # fmt: skip
                 if not due and not self.calls and await self._finished():
                     await self.set_state(COMPLETED)
                     return

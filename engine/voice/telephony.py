@@ -64,6 +64,8 @@ class TrunkState:
     bucket: TokenBucket
     auth: DigestSession | None
     in_flight: int = 0
+    # campaign -> (priority, lines it wants now): see Telephony.want
+    demand: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -133,6 +135,23 @@ class Telephony:
     def capacity(self, trunk: str) -> int:
         state = self.trunks[trunk]
         return max(0, state.config.max_calls - state.in_flight)
+
+    def want(self, trunk: str, campaign: str, priority: int, lines: int) -> None:
+        """A campaign's demand on a trunk: `lines` more calls it would place now
+        (0: none due, or paused). Lines a higher-priority campaign wants are
+        kept for it (`capacity_for`)."""
+        state = self.trunks[trunk]
+        if lines > 0:
+            state.demand[campaign] = (priority, lines)
+        else:
+            state.demand.pop(campaign, None)
+
+    def capacity_for(self, trunk: str, campaign: str, priority: int) -> int:
+        """The trunk's free lines for `campaign`, less what campaigns of higher
+        priority sharing it want (equal priorities share first come)."""
+        state = self.trunks[trunk]
+        kept = sum(n for name, (p, n) in state.demand.items() if p > priority and name != campaign)
+        return max(0, state.config.max_calls - state.in_flight - kept)
 
     async def admit(self, trunk: str) -> None:
         """Wait for the trunk's calls-per-second budget, then take one."""
