@@ -602,7 +602,8 @@ class AgentCampaignRunner(CampaignRunner):
         """What the agent noted during a call their leg dropped from: the DNC
         entry and the callback still count."""
         if call.dnc:
-            await self.store.dnc_add(call.number, source=f"agent:{agent.id}")
+            await self.store.dnc_add(call.number, list=self.cfg.optout_list,
+                                     source=f"agent:{agent.id}", campaign=self.name)  # fmt: skip
         elif call.callback_at is not None:
             await self.store.add_callback(
                 campaign=self.name, contact_id=call.contact_id, number=call.number,
@@ -631,7 +632,8 @@ class AgentCampaignRunner(CampaignRunner):
         done: dict[str, Any] = {"campaign": self.name, "attempt": call.attempt_id,
                                 "code": code, "timed_out": options.timed_out}  # fmt: skip
         if options.dnc:
-            await self.store.dnc_add(call.number, source=f"agent:{agent.id}")
+            await self.store.dnc_add(call.number, list=self.cfg.optout_list,
+                                     source=f"agent:{agent.id}", campaign=self.name)  # fmt: skip
             done["dnc"] = call.number
         state, when = self._after_wrapup(call, rule, options, now)
         if options.callback_at is not None and not options.dnc:

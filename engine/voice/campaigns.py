@@ -101,8 +101,14 @@ class CampaignManager:
     async def resume_running(self) -> None:
         for runner in self.runners.values():
             stored = await self.store.campaign(runner.name)
-            if stored["state"] == RUNNING:
-                await runner.start()
+            if stored["state"] != RUNNING:
+                continue
+            missing = await self.store.dnc_missing_lists(runner.cfg.checked_dnc_lists)
+            if missing:  # as campaign.start refuses: never dial without its DNC lists
+                log.error("campaign %s not resumed: no do-not-contact list %s", runner.name,
+                          ", ".join(missing))  # fmt: skip
+                continue
+            await runner.start()
 
     async def shutdown(self, grace: float) -> None:
         for runner in self.runners.values():

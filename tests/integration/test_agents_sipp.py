@@ -236,7 +236,9 @@ def test_preview_skip_accept_wrapup_codes_dnc_and_a_callback_to_its_agent(tmp_pa
         assert wait_for(lambda: offered(daemon), 10, "the record after")["numbers"] == [c]
         daemon("agent.preview_accept", agent="a1")
         assert take_call(c, "call_again", dnc=True)["dnc"] == c
-        assert daemon("dnc.check", number=c)["listed"] is True
+        listed = daemon("dnc.check", number=c)
+        assert listed["listed"] is True and listed["list"] == "opt-outs"  # the campaign's
+        assert listed["source"].startswith("agent:")
         # b is due again (2 s); c is due too but its only number is on the DNC list.
         assert wait_for(lambda: offered(daemon), 10, "b again")["numbers"] == [b]
         daemon("agent.preview_accept", agent="a1")
