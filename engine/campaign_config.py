@@ -446,9 +446,6 @@ def _wired(m: _Node, rules: RuleSet) -> None:
             "sort", "not supported yet: contacts are dialled by priority, then list order"
         )
     for index, rule in enumerate(rules.rules):
-        if rule.when == "after_wrapup":
-            why = "after_wrapup rules are not supported yet by the agent dial loop"
-            raise ConfigError(m.file, rule.line, f"rules[{index}].when", why)
         for action, used in (("priority", rule.priority is not None),
                              ("set", bool(rule.set_columns)),
                              ("move_to", rule.move_to is not None)):  # fmt: skip

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 from carriers.sip.events import CallAnswered, CallEnded
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
+from engine.compliance.rules import rule_context
 from engine.errors import BadRequest, InvalidState, NotFound
 from engine.store import DialCandidate
 from engine.voice.agent_flow import AgentAnalysisFlow, ConnectAtAnswer
@@ -636,6 +637,7 @@ class AgentCampaignRunner(CampaignRunner):
                                      source=f"agent:{agent.id}", campaign=self.name)  # fmt: skip
             done["dnc"] = call.number
         state, when = self._after_wrapup(call, rule, options, now)
+        state, when = await self._rules_after_wrapup(call, code, state, when, now)
         if options.callback_at is not None and not options.dnc:
             cb = await self.store.add_callback(
                 campaign=self.name, contact_id=call.contact_id, number=call.number,
@@ -670,6 +672,37 @@ class AgentCampaignRunner(CampaignRunner):
         if live_attempts >= self.cfg.max_attempts:
             return "done", None
         return "retry", now + timedelta(seconds=rule.retry)
+
+    async def _rules_after_wrapup(
+        self, call: AgentCall, code: str | None, state: str, when: datetime | None,
+        now: datetime,
+    ) -> tuple[str, datetime | None]:  # fmt: skip
+        """The campaign's after_wrapup rules on the agent's code (and the call's
+        counts, this call included): a retry time, uncallable, a DNC list."""
+        rules = self.cfg.rules
+        if not any(r.when == "after_wrapup" for r in rules.rules):
+            return state, when
+        contact = await self.store.contact(call.contact_id)
+        history = await self.store.attempt_history(call.contact_id)
+        attributes = dict(contact.get("attributes") or {})
+        cand = DialCandidate(contact_id=call.contact_id, phones=(call.number,),
+                             attempts=len(history), attributes=attributes, priority=0)  # fmt: skip
+        ctx = rule_context(self._local_now(cand, call.number), attributes, history, call.number)
+        ctx.result, ctx.wrapup_code = CallResult.ANSWERED.value, code
+        decision = rules.after_wrapup(ctx)
+        if decision.dnc_list is not None:
+            await self.store.dnc_add(call.number, list=decision.dnc_list, source="rule",
+                                     campaign=self.name)  # fmt: skip
+        if decision.uncallable is not None:
+            why = f"campaign rule: {decision.uncallable}"
+            self.store.set_contact_state(self.name, call.contact_id, state="failed",
+                                         skip_reason=why)  # fmt: skip
+            return "failed", None
+        if decision.retry_in_s is not None:
+            if len(history) >= self.cfg.max_attempts:
+                return "done", None
+            return "retry", now + timedelta(seconds=decision.retry_in_s)
+        return state, when
 
     def _attempts_of(self, call: AgentCall) -> int:
         return self._bridged_attempts.get(call.attempt_id, 0)

@@ -462,3 +462,36 @@ def _try_login(daemon: Daemon, agent: str) -> bool:
             return False
         raise
     return True
+
+
+AFTER_WRAPUP_RULE = """\
+rules:
+  - when: after_wrapup
+    if: "wrapup_code == 'no_interest' and attempts < 2"
+    then: {retry_in: 1s}
+"""
+
+
+@pytest.mark.timeout(90)
+def test_an_after_wrapup_rule_overrides_the_codes_outcome(tmp_path: Path) -> None:
+    dialing = WRAPUP.format(ratio=1, wrap="30s") + AFTER_WRAPUP_RULE
+    number = "+12125550311"
+    with rig(tmp_path, "preview", dialing, "hangup.xml", 1200, 0) as r:
+        daemon = r.daemon
+        daemon("agent.login", agent="a1")
+        add_contacts(daemon, [number])
+        daemon("campaign.start", name="sales")
+
+        def call_and_wrap() -> dict[str, Any]:
+            assert wait_for(lambda: offered(daemon), 15, "the record")["numbers"] == [number]
+            daemon("agent.preview_accept", agent="a1")
+            wait_for(lambda: daemon("agent.status", agent="a1")["state"] == "wrap_up", 20,
+                     "wrap-up")  # fmt: skip
+            return dict(daemon("agent.wrapup", agent="a1", code="no_interest"))
+
+        # no_interest is final, but the rule retries it once (after 1 s)...
+        assert call_and_wrap()["contact_state"] == "retry"
+        # ...and on the second call (attempts = 2) the rule no longer matches.
+        assert call_and_wrap()["contact_state"] == "done"
+        attempts = daemon("report.attempts", campaign="sales")
+    assert [a["wrapup_code"] for a in attempts] == ["no_interest", "no_interest"]
