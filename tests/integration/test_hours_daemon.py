@@ -83,6 +83,7 @@ def test_contacts_outside_their_hours_are_deferred_not_dialled(tmp_path: Path) -
         assert show["state"] == "running"  # the deferred ones are still to call
         out = tmp_path / "export.csv"
         daemon("contacts.export", list="hours-list", file=str(out))
+        report = daemon("compliance.report", campaign="hours", since="1d")
         assert daemon.stop() == 0
     finally:
         daemon.stop()
@@ -107,3 +108,8 @@ def test_contacts_outside_their_hours_are_deferred_not_dialled(tmp_path: Path) -
             local = when.astimezone(ZoneInfo(night))
             assert (local.hour, local.minute) == (8, 0), reason
             assert now < when < now + timedelta(hours=8), reason
+    # The compliance ledger saw every call placed, none outside its hours, and
+    # the deferrals under the federal rule.
+    assert report["calls_placed"] == 10 and report["calls_outside_hours"] == 0, report
+    assert report["deferrals"] == {"US federal: 47 CFR 64.1200(c)(1)": 10}, report
+    assert report["ok"] is True, report
