@@ -15,9 +15,7 @@ from typing import Any
 
 import yaml
 
-from carriers.sip.errors import SipParseError
 from carriers.sip.outcome import CallResult
-from carriers.sip.parser import parse_address
 from dsp.wav import WavError, decode_wav
 from engine.compliance.campaign import HoursConfig, parse_hours_config
 from engine.compliance.hours import DAYS
@@ -25,6 +23,7 @@ from engine.compliance.rules import (
     AttemptLimits,
     Filter,
     RuleSet,
+    caller_id_field,
     parse_filter,
     parse_limits,
     parse_rules,
@@ -174,7 +173,6 @@ _AMD_FIELDS = {
     "max_beep_wait",
 }  # fmt: skip
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_NUMBER_ID_RE = re.compile(r"\+?[0-9]{2,20}")
 _RETRYABLE = {r.value: r for r in CallResult if r is not CallResult.ANSWERED}
 
 
@@ -205,24 +203,6 @@ def _campaign_trunk(m: _Node, config: DaemonConfig) -> str:
         known = ", ".join(sorted(config.trunks))
         raise m.error("trunk", f"no trunk {trunk!r} in {config.path}{extra}; known: {known}")
     return trunk
-
-
-def _caller_id(m: _Node) -> str | None:
-    text = m.text("caller_id")
-    if text is None:
-        return None
-    text = text.strip()
-    if "<" in text or "sip:" in text or "sips:" in text:
-        try:
-            parse_address(text)
-        except SipParseError as exc:
-            raise m.error("caller_id", f"expected 'Name <sip:user@host>' ({exc})") from exc
-    elif not _NUMBER_ID_RE.fullmatch(text):
-        raise m.error(
-            "caller_id",
-            f"expected a number like +15551234567 or 'Name <sip:user@host>', got {text!r}",
-        )
-    return text
 
 
 def _retry(m: _Node) -> dict[CallResult, float]:
@@ -390,7 +370,7 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
     mode = _one_of(m, "mode", MODES, LATER_MODES)
     contact_list = _nonempty(m, "contact_list")
     trunk = _campaign_trunk(m, config)
-    caller_id = _caller_id(m)
+    caller_id = caller_id_field(m)
     lines = m.number("lines", int, 1, low=1)
     cps = m.scalar("calls_per_second", float)
     if cps is not None and cps <= 0:

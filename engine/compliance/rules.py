@@ -251,7 +251,7 @@ def _before_rule(then: _Node, when: str, line: int, condition: Condition | None)
                 raise then.error(key, "the call is skipped, so this does nothing; "
                                       "put it in a rule of its own")  # fmt: skip
     return Rule(
-        when, line, condition, skip=skip, caller_id=_caller_id(then),
+        when, line, condition, skip=skip, caller_id=caller_id_field(then),
         priority=then.scalar("priority", int), set_columns=_set_columns(then),
     )  # fmt: skip
 
@@ -263,7 +263,9 @@ def _reason(m: _Node, key: str) -> str | None:
     return None if text is None else text.strip()
 
 
-def _caller_id(m: _Node) -> str | None:
+def caller_id_field(m: _Node) -> str | None:
+    """`caller_id` of a mapping (a campaign, a rule's `then`): a number, or
+    'Name <sip:user@host>'; None when absent."""
     text = m.text("caller_id")
     if text is None:
         return None
