@@ -77,6 +77,11 @@ class AmdConfig:
     on_human: str = "prompt"
     machine_prompt: Path | None = None  # the voicemail message; default: the prompt
     max_beep_wait: float = 20.0  # seconds after a machine verdict to wait for the beep
+    # Ofcom's AMD false-positive estimate: the share of answered calls whose
+    # first seconds are recorded; those classified as machines are kept for an
+    # operator to mark (person or machine) and the marks give the estimate.
+    sample_share: float = 0.0
+    sample_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +175,7 @@ _DIALING_FIELDS = {
 }  # fmt: skip
 _AMD_FIELDS = {
     "enabled", "mode", "parameters", "on_machine", "on_human", "machine_prompt",
-    "max_beep_wait",
+    "max_beep_wait", "sample_share", "sample_seconds",
 }  # fmt: skip
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _RETRYABLE = {r.value: r for r in CallResult if r is not CallResult.ANSWERED}
@@ -249,7 +254,12 @@ def _amd(m: _Node, config: DaemonConfig) -> AmdConfig:
     if node.present("machine_prompt"):
         machine_prompt = _prompt(node, config, "machine_prompt")
     wait = node.duration("max_beep_wait", 20.0, low=1.0) or 20.0
-    return AmdConfig(enabled, mode, tuple(params), on_machine, on_human, machine_prompt, wait)
+    share = _rate(node, "sample_share", 0.0)
+    seconds = node.duration("sample_seconds", 10.0, low=1.0) or 10.0
+    if seconds > 60:
+        raise node.error("sample_seconds", f"at most 60s of a call is sampled, got {seconds:g}s")
+    return AmdConfig(enabled, mode, tuple(params), on_machine, on_human, machine_prompt, wait,
+                     share, seconds)  # fmt: skip
 
 
 def _rate(m: _Node, key: str, default: float) -> float:
