@@ -36,7 +36,7 @@ from engine.config import (
     _read_mapping,
     format_duration,
 )
-from engine.voice.ivr import Flow, TransferQueueStep, check_queues, load_flow, parse_flow
+from engine.voice.ivr import Flow, check_queues, load_flow, parse_flow
 
 # 47 CFR 64.1200(a)(6): an unanswered call must ring at least 15 seconds (or
 # four rings) before the caller disconnects it.
@@ -108,6 +108,8 @@ class DialingConfig:
     owner_column: str = "agent"
     skip_delay: float = 600.0
     wrapup_timeout: float = 60.0
+    # How long an IVR caller sent to this campaign's queue holds for an agent.
+    queue_wait: float = 60.0
     # Ofcom: the share of machine verdicts taken to be people (AMD false
     # positives), counted as abandons in the UK rate; 0 for US campaigns.
     amd_false_positive_rate: float = 0.0
@@ -171,7 +173,7 @@ _CAMPAIGN_FIELDS = {
 _DIALING_FIELDS = {
     "ratio", "max_ratio", "abandon_target", "jurisdiction", "connect_wait",
     "preview_auto_dial", "owner_column", "skip_delay", "wrapup_timeout", "wrapup_codes",
-    "default_wrapup", "amd_false_positive_rate",
+    "default_wrapup", "amd_false_positive_rate", "queue_wait",
 }  # fmt: skip
 _AMD_FIELDS = {
     "enabled", "mode", "parameters", "on_machine", "on_human", "machine_prompt",
@@ -336,6 +338,7 @@ def _dialing(m: _Node, mode: str) -> DialingConfig:
         owner_column=str(node.scalar("owner_column", str, "agent")),
         skip_delay=node.duration("skip_delay", 600.0) or 0.0,
         wrapup_timeout=node.duration("wrapup_timeout", 60.0, low=1.0) or 60.0,
+        queue_wait=node.duration("queue_wait", 60.0, low=1.0) or 60.0,
         wrapup_codes=codes, default_wrapup=default,
         amd_false_positive_rate=_rate(node, "amd_false_positive_rate", 0.0),
     )  # fmt: skip
@@ -410,7 +413,6 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
     ivr = _ivr(m, config)
     if ivr is not None:
         check_queues(ivr, has_agents=mode in AGENT_MODES)
-        _ivr_supported(m, ivr, mode)
     if amd.on_machine == "ivr" and ivr is None:
         raise m.error("amd", "on_machine: ivr needs the campaign's ivr flow")
     prompt = _prompt(m, config) if ivr is None or m.present("prompt") is not None else None
@@ -442,18 +444,6 @@ def _wired(m: _Node, rules: RuleSet) -> None:
             if used:
                 raise ConfigError(m.file, rule.line, f"rules[{index}].then.{action}",
                                   "not supported yet by the dial loop")  # fmt: skip
-
-
-def _ivr_supported(m: _Node, flow: Flow, mode: str) -> None:
-    """What the dial loop cannot run yet is refused at load, not ignored."""
-    if mode in AGENT_MODES:
-        raise m.error("ivr", f"an IVR flow in a {mode} campaign is not supported yet "
-                             "(agentless campaigns run it)")  # fmt: skip
-    for step in flow.steps.values():
-        if isinstance(step, TransferQueueStep):
-            raise ConfigError(flow.file, step.line, f"{flow.field or 'steps'}.{step.name}",
-                              "transfer to an agent queue is not supported yet; "
-                              "transfer to a number is")  # fmt: skip
 
 
 def _ivr(m: _Node, config: DaemonConfig) -> Flow | None:
@@ -613,7 +603,7 @@ def _dialing_definition(d: DialingConfig) -> dict[str, Any]:
         "jurisdiction": d.jurisdiction, "connect_wait": d.connect_wait,
         "preview_auto_dial": d.preview_auto_dial, "owner_column": d.owner_column,
         "skip_delay": d.skip_delay, "wrapup_timeout": d.wrapup_timeout,
-        "amd_false_positive_rate": d.amd_false_positive_rate,
+        "queue_wait": d.queue_wait, "amd_false_positive_rate": d.amd_false_positive_rate,
         "wrapup_codes": [
             {"code": w.code, "description": w.description, "final": w.final, "retry": w.retry}
             for w in d.wrapup_codes

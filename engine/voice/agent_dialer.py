@@ -28,6 +28,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,6 +60,7 @@ from engine.voice.pacing import (
 )
 from engine.voice.pacing import AgentState as PacingAgentState
 from engine.voice.pacing_stats import AbandonWindow, PacingStats
+from engine.voice.queue_transfer import QueueTransfer
 from engine.voice.telephony import MediaLeg
 
 if TYPE_CHECKING:
@@ -88,6 +90,8 @@ class AgentLiveCall(LiveCall):
     abandoned: bool = False
     bridged_loop: float | None = None
     callback_id: int | None = None
+    in_ivr: bool = False  # handed to the campaign's IVR instead of an agent
+    counted: bool = False  # its outcome is in the pacing statistics
 
 
 class AgentCampaignRunner(CampaignRunner):
@@ -110,6 +114,7 @@ class AgentCampaignRunner(CampaignRunner):
         self.stats = PacingStats(ring_timeout_s=cfg.ring_timeout)
         self.ledger = AbandonWindow(cfg.dialing.abandon_window, self._fp_rate(), start=time.time())
         self.waiting: list[AgentLiveCall] = []
+        self.transfers: list[QueueTransfer] = []  # IVR callers holding for an agent
         self._offered: dict[int, Agent] = {}  # contact -> agent it is offered to
         self._pending_candidates: dict[int, DialCandidate] = {}  # offered records
         self._bridged_attempts: dict[int, int] = {}  # attempt -> the contact's attempt count
@@ -123,7 +128,7 @@ class AgentCampaignRunner(CampaignRunner):
     def _mine(self, agent: Agent) -> bool:
         """The agent's current call is one of this campaign's."""
         owner: object = agent.call.owner if agent.call is not None else None
-        return owner is self
+        return owner is self or (isinstance(owner, QueueTransfer) and owner.queue is self)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -161,7 +166,7 @@ class AgentCampaignRunner(CampaignRunner):
         )
         counts = self.ledger.counts(now)
         return PacingState(
-            agents=tuple(agents), ringing=ringing, waiting=len(self.waiting),
+            agents=tuple(agents), ringing=ringing, waiting=len(self.waiting) + len(self.transfers),
             stats=self.stats.snapshot(now), abandons=counts.abandons,
             live_answers=counts.live_answers, window_covered_s=counts.covered_s,
         )  # fmt: skip
@@ -463,7 +468,11 @@ class AgentCampaignRunner(CampaignRunner):
                 loop.call_soon(self.tel.sip.hangup, handle.call_id, "call flow ended")
 
         def on_person(greeting_end_s: float, now_s: float) -> None:
-            self._person_answered(live, greeting_end_s, now_s)
+            machine = live.analysis.result is CallResult.MACHINE
+            if live.ivr is not None and not (machine and self.cfg.amd.on_machine == "agent"):
+                self._ivr_answered(live, greeting_end_s, now_s)
+            else:
+                self._person_answered(live, greeting_end_s, now_s)
 
         if self.cfg.amd.enabled:
             live.leg.flow = AgentAnalysisFlow(
@@ -497,14 +506,64 @@ class AgentCampaignRunner(CampaignRunner):
         asyncio.get_running_loop().call_later(wait, self._give_up_waiting, live)
 
     def _agent_ready(self) -> None:
-        """An agent became ready: the longest-waiting person gets them."""
+        """An agent became ready: the longest-waiting person gets them; the
+        campaign's own callers (the abandon rule's clock runs for them)
+        before IVR callers holding in its queue."""
         self._wake.set()
-        while self.waiting:
+        while self.waiting or self.transfers:
             agent = self.pool.claim(self.name)
             if agent is None:
                 return
-            live = self.waiting.pop(0)
-            self._connect(live, agent, asyncio.get_running_loop().time())
+            if self.waiting:
+                live = self.waiting.pop(0)
+                self._connect(live, agent, asyncio.get_running_loop().time())
+            else:
+                self.transfers.pop(0).connect(agent)
+
+    # ------------------------------------------------ IVR callers to agents
+
+    def _ivr_answered(self, live: AgentLiveCall, greeting_end_s: float, now_s: float) -> None:
+        """The person (after call analysis) goes to the campaign's IVR; its
+        `transfer: {queue: ...}` step brings them to agents."""
+        assert live.ivr is not None
+        loop = asyncio.get_running_loop()
+        live.in_ivr = True
+        live.greeting_end_loop = loop.time() - max(0.0, now_s - greeting_end_s)
+        handle = live.handle
+
+        def end(reason: str) -> None:
+            if handle is not None:
+                loop.call_soon(self.tel.sip.hangup, handle.call_id, reason)
+
+        flow = live.ivr.flow(live.leg, end, partial(self._ivr_action, live))
+        live.leg.flow = flow.on_frame
+
+    def take_transfer(self, transfer: QueueTransfer) -> None:
+        """An IVR caller asks for this campaign's agents (its own or another
+        campaign's): a free agent now, else hold for `dialing.queue_wait`."""
+        source = transfer.live
+        if isinstance(source, AgentLiveCall) and transfer.source is self and not source.counted:
+            source.counted = True  # a caller of ours needs one of our agents
+            ring = (source.answered_loop or source.placed_at) - source.placed_at
+            self.stats.on_outcome(time.time(), human=True, ring_s=ring)
+        agent = None if self.waiting else self.pool.claim(self.name)
+        if agent is not None and transfer.connect(agent):
+            return
+        if transfer.gone:
+            return
+        if not self.pool.working(self.name):
+            transfer.fail(f"no agent of {self.name} logged in")
+            return
+        self.transfers.append(transfer)
+        transfer.hold(self.cfg.dialing.queue_wait)
+
+    def drop_transfer(self, transfer: QueueTransfer) -> None:
+        if transfer in self.transfers:
+            self.transfers.remove(transfer)
+
+    def count_bridged(self, attempt_id: int, attempts: int) -> None:
+        """A call of this campaign an agent spoke on: its wrap-up counts it."""
+        self._bridged_attempts[attempt_id] = attempts
 
     def _connect(self, live: AgentLiveCall, agent: Agent, loop_now: float) -> None:
         if live in self.waiting:
@@ -730,7 +789,11 @@ class AgentCampaignRunner(CampaignRunner):
                     live, live.times.get("answered", now), greeting_end, None,
                     "hung up while waiting for an agent",
                 ))  # fmt: skip
-        if live.answered_loop is None:
+        if live.in_ivr:
+            answered = live.answered_loop
+            if not live.counted and answered is not None:  # the IVR kept them: no agent
+                self.stats.on_outcome(time.time(), human=False, ring_s=answered - live.placed_at)
+        elif live.answered_loop is None:
             ring = None if ended.outcome.result is CallResult.NO_ANSWER else (
                 asyncio.get_running_loop().time() - live.placed_at
             )  # fmt: skip
@@ -796,6 +859,7 @@ class AgentCampaignRunner(CampaignRunner):
         counts = self.ledger.counts(time.time())
         info.update(
             mode=self.cfg.mode, agents=self.pool.counts(self.name), waiting=len(self.waiting),
+            holding=len(self.transfers),
             abandon_rate=round(counts.rate, 5), abandon_target=self.cfg.dialing.abandon_target,
             abandons_in_window=counts.abandons, live_answers_in_window=counts.live_answers,
             pacing=self.last_decision,

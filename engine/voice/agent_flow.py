@@ -39,7 +39,7 @@ class AgentAnalysisFlow(AnalysisFlow):
 
     def _on_decision(self, decision: AmdDecision, t: float) -> None:
         machine = decision.result is AmdResult.MACHINE
-        if machine and self.cfg.on_machine != "agent":
+        if machine and self.cfg.on_machine not in ("agent", "ivr"):
             super()._on_decision(decision, t)
             return
         a = self.analysis

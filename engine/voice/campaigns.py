@@ -31,7 +31,7 @@ from engine.voice.dialer import (
     next_step,
     utcnow,
 )
-from engine.voice.ivr import fill, placeholders
+from engine.voice.ivr import check_queues, fill, placeholders
 from engine.voice.ivr_flow import DEFAULT_VOICE
 from engine.voice.tts import EspeakNg, TtsCache, TtsError
 
@@ -66,6 +66,16 @@ class CampaignManager:
     async def load_all(self) -> None:
         """Load every campaign file; a broken one is reported and skipped."""
         configs, errors = load_campaigns(self.config)
+        agent_campaigns = {c.name for c in configs.values() if c.with_agents}
+        agent_campaigns |= {n for n, r in self.runners.items() if r.cfg.with_agents}
+        for name, cfg in list(configs.items()):
+            if cfg.ivr is not None:
+                try:
+                    check_queues(cfg.ivr, has_agents=cfg.with_agents,
+                                 agent_campaigns=agent_campaigns)  # fmt: skip
+                except ConfigError as exc:
+                    errors.append(exc)
+                    del configs[name]
         self.load_errors = [str(e) for e in errors]
         for error in errors:
             log.error("campaign file rejected: %s", error)
@@ -174,11 +184,17 @@ class CampaignManager:
             runner = CampaignRunner(self.store, self.bus, self.tel, cfg, prompt, machine_prompt)
         runner.hours = calling_hours(cfg.hours, str(cfg.file), self.config.legal_hours)
         runner.tts = self.tts if cfg.ivr is None else self._tts()
+        runner.queues = self._queue
         runner.state = (await store.campaign(cfg.name))["state"]
         if runner.state == RUNNING:
             runner.state = STOPPED  # resume_running() restarts it after reconcile
         self.runners[cfg.name] = runner
         return runner
+
+    def _queue(self, name: str) -> AgentCampaignRunner | None:
+        """The agent campaign whose agents take IVR transfers to `name`."""
+        runner = self.runners.get(name)
+        return runner if isinstance(runner, AgentCampaignRunner) else None
 
     def _runner(self, name: str) -> CampaignRunner:
         runner = self.runners.get(name)
@@ -202,6 +218,11 @@ class CampaignManager:
 
     async def load(self, path: Path) -> str:
         cfg = load_campaign(path, self.config)
+        if cfg.ivr is not None:
+            agent_campaigns = {n for n, r in self.runners.items() if r.cfg.with_agents}
+            if cfg.with_agents:
+                agent_campaigns.add(cfg.name)
+            check_queues(cfg.ivr, has_agents=cfg.with_agents, agent_campaigns=agent_campaigns)
         await self._install(cfg)
         self.bus.publish("campaign.loaded", campaign=cfg.name, file=str(path))
         return cfg.name
@@ -244,7 +265,9 @@ class CampaignManager:
             "media_clock": tel.clock.lateness_percentiles(),
             "rtp_ports_free": tel.allocator.available,
             "calls_waiting_for_agent": sum(
-                len(r.waiting) for r in self.runners.values() if isinstance(r, AgentCampaignRunner)
+                len(r.waiting) + len(r.transfers)
+                for r in self.runners.values()
+                if isinstance(r, AgentCampaignRunner)
             ),
             "load_errors": self.load_errors,
         }

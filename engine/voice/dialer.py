@@ -45,12 +45,16 @@ from engine.voice.ivr_calls import (
     unsupported_transfer,
 )
 from engine.voice.ivr_session import Action, OptOut, TransferNumber, TransferQueue
+from engine.voice.queue_transfer import QueueTransfer
 from engine.voice.telephony import MediaLeg, Telephony, TokenBucket, pace
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from engine.bus import EventBus
     from engine.campaign_config import CampaignConfig
     from engine.store import Store
+    from engine.voice.agent_dialer import AgentCampaignRunner
     from engine.voice.tts import TtsCache
 
 log = logging.getLogger("outdial.dialer")
@@ -130,10 +134,18 @@ class CampaignRunner:
         self.tts: TtsCache | None = None  # the daemon's, set by the campaign manager
         self._ivr_pending: dict[int, IvrCall] = {}
         self._rule_pending: dict[int, tuple[RuleContext, str | None]] = {}
+        self._more_due = False  # contacts were due beyond what the last pass placed
+        # The agent campaign whose queue takes this campaign's IVR transfers
+        # (`transfer: {queue: NAME}`), set by the campaign manager.
+        self.queues: Callable[[str], AgentCampaignRunner | None] = lambda _name: None
 
     @property
     def name(self) -> str:
         return self.cfg.name
+
+    def wake(self) -> None:
+        """Something changed that may let the loop dial (a contact's state)."""
+        self._wake.set()
 
     # ---------------------------------------------------------------- control
 
@@ -203,8 +215,11 @@ class CampaignRunner:
                 deferring = False
                 # Held back by the trunk: say whether contacts are waiting, so a
                 # lower-priority campaign on the trunk leaves the lines to us.
-                waiting = want > 0 and bool(await store.due_contacts(self.name, utcnow(), 1))
-                self.tel.want(cfg.trunk, self.name, cfg.priority, want if waiting else 0)
+                # At its own line limit (want 0) it keeps what it knew of
+                # contacts due: a call that ends then claims its line (_follow).
+                if want > 0:
+                    self._more_due = bool(await store.due_contacts(self.name, utcnow(), 1))
+                self.tel.want(cfg.trunk, self.name, cfg.priority, want if self._more_due else 0)
             else:
                 exclude = set(self._reserved) | {c.contact_id for c in self.calls.values()}
                 # While contacts outside their calling hours are being moved
@@ -220,8 +235,11 @@ class CampaignRunner:
                         placed += 1
                 deferring = self.deferred > before and placed < free
                 more = len(due) >= fetch  # others may be due behind these
+                self._more_due = more
+                # Fresh, not `want - placed`: calls may have ended during the
+                # awaits above, and their lines are ours to claim.
                 self.tel.want(cfg.trunk, self.name, cfg.priority,
-                              (want - placed) if more else 0)  # fmt: skip
+                              max(0, cfg.lines - len(self.calls)) if more else 0)  # fmt: skip
                 if not due and not self.calls and await self._finished():
                     await self.set_state(COMPLETED)
                     return
@@ -540,6 +558,13 @@ class CampaignRunner:
                     self.tel, self.cfg.trunk, self.cfg.caller_id, action,
                     self.cfg.ring_timeout, self.cfg.max_duration,
                 ))  # fmt: skip
+            case TransferQueue() if call.transfer is None:
+                queue = self.queues(action.campaign or self.name)
+                if queue is None:
+                    unsupported_transfer(call, action)
+                    return
+                call.transfer = QueueTransfer(self, live, call, queue)
+                queue.take_transfer(call.transfer)
             case TransferQueue() | TransferNumber():
                 unsupported_transfer(call, action)
             case _:
@@ -586,6 +611,11 @@ class CampaignRunner:
         self.tel.released(self.cfg.trunk)
         self.tel.close_media(live.leg)
         del self.calls[live.attempt_id]
+        if self._more_due and self.state == RUNNING and not self._halting:
+            # Claim the freed line at once: a lower-priority campaign on the
+            # trunk must not take it before this loop's next pass.
+            cfg = self.cfg
+            self.tel.want(cfg.trunk, self.name, cfg.priority, cfg.lines - len(self.calls))
         if not self.calls:
             self._idle.set()
         self._wake.set()

@@ -12,10 +12,10 @@ At the answer, `IvrCall.flow()` is the call flow (straight away with call
 analysis off; after AMD's verdict otherwise). Its actions that need the
 store or the telephony come back here: an opt-out adds the number to the
 campaign's opt-out list with source `ivr`; a transfer to a number places a
-second call on the campaign's trunk and bridges the two when it answers. A
-transfer to an agent queue is refused when the campaign loads (agent queues
-do not take IVR callers yet); should one reach a call, it is reported as
-failed and the flow's `on_fail` step plays. When the call ends, the
+second call on the campaign's trunk and bridges the two when it answers; a
+transfer to an agent queue holds the caller for an agent campaign's agents
+(`engine.voice.queue_transfer`). A transfer that cannot be made is reported
+as failed and the flow's `on_fail` step plays. When the call ends, the
 steps the caller went through go to the attempt (`ivr_path`, `ivr_summary`).
 """
 
@@ -49,6 +49,7 @@ from engine.voice.tts import TtsCache, TtsError
 if TYPE_CHECKING:
     from carriers.sip.transport import CallEvent, CallHandle
     from engine.store import Store
+    from engine.voice.queue_transfer import QueueTransfer
     from engine.voice.telephony import MediaLeg, Telephony
 
 __all__ = ["IvrCall", "NumberTransfer", "start_ivr"]
@@ -73,7 +74,7 @@ class IvrCall:
         self.audio: dict[AudioKey, Pcm] = {}
         self.error: str | None = None
         self.flow_obj: IvrCallFlow | None = None
-        self.transfer: NumberTransfer | None = None
+        self.transfer: NumberTransfer | QueueTransfer | None = None
         self._task = asyncio.get_running_loop().create_task(self._prepare(tts))
 
     async def _prepare(self, tts: TtsCache | None) -> None:

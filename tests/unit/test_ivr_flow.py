@@ -134,28 +134,51 @@ def test_caller_hangup_closes_the_history(tmp_path: Path) -> None:
     assert rig.session.result is None
 
 
-@pytest.mark.parametrize(
-    ("mode", "flow", "where"),
-    [
-        ("agentless", "a: {transfer: {queue: other}, on_fail: b}", ":8: ivr.a: transfer to an agent queue"),
-        ("progressive", "a: {play: {wav: p.wav}, next: b}", ":5: ivr: an IVR flow in a progressive"),
-    ],
-)  # fmt: skip
-def test_campaign_refuses_what_the_dial_loop_cannot_run(
-    tmp_path: Path, mode: str, flow: str, where: str
-) -> None:
-    from carriers.sip.parser import parse_uri
-    from engine.campaign_config import load_campaign
-    from engine.config import ConfigError, DaemonConfig, TrunkConfig
-
+def _campaign_with_flow(tmp_path: Path, mode: str, flow: str) -> Path:
     (tmp_path / "p.wav").write_bytes(encode_wav(tone(0.2, 440)))
-    trunk = TrunkConfig("t", parse_uri("sip:127.0.0.1:9"))  # type: ignore[arg-type]
-    cfg = DaemonConfig(path=tmp_path / "o.yaml", trunks={"t": trunk}, prompts_dir=tmp_path)
     extra = "safe_harbor: p.wav\n" if mode != "agentless" else ""
     (tmp_path / "c.yaml").write_text(
         f"name: c\nchannel: voice\nmode: {mode}\ncontact_list: l\nivr:\n  start: a\n"
         f"  steps:\n    {flow}\n    b: {{hangup: {{}}}}\ntrunk: t\n{extra}"
     )
+    return tmp_path / "c.yaml"
+
+
+def _daemon_config(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from carriers.sip.parser import parse_uri
+    from engine.config import DaemonConfig, TrunkConfig
+
+    trunk = TrunkConfig("t", parse_uri("sip:127.0.0.1:9"))  # type: ignore[arg-type]
+    return DaemonConfig(path=tmp_path / "o.yaml", trunks={"t": trunk}, prompts_dir=tmp_path)
+
+
+def test_agent_queues_in_flows_load_and_name_agent_campaigns(tmp_path: Path) -> None:
+    """An agent campaign may run an IVR whose transfer goes to its own agents;
+    an agentless one may send callers to another campaign's agents, which
+    must be an agent campaign the daemon has (checked once all are loaded)."""
+    from engine.campaign_config import load_campaign
+    from engine.config import ConfigError
+    from engine.voice.ivr import check_queues
+
+    cfg = _daemon_config(tmp_path)
+    own = load_campaign(
+        _campaign_with_flow(tmp_path, "progressive", "a: {transfer: {queue: this}, on_fail: b}"),
+        cfg,
+    )
+    assert own.ivr is not None and own.with_agents
+    check_queues(own.ivr, has_agents=True, agent_campaigns={"c"})
+    other = load_campaign(
+        _campaign_with_flow(tmp_path, "agentless", "a: {transfer: {queue: sales}, on_fail: b}"), cfg
+    )
+    assert other.ivr is not None
+    check_queues(other.ivr, has_agents=False, agent_campaigns={"sales", "support"})
     with pytest.raises(ConfigError) as err:
-        load_campaign(tmp_path / "c.yaml", cfg)
-    assert where in str(err.value), str(err.value)
+        check_queues(other.ivr, has_agents=False, agent_campaigns={"saless"})
+    assert ":8: ivr.steps.a.transfer.queue: no campaign with agents named 'sales' " \
+           "(did you mean 'saless'?)" in str(err.value), str(err.value)  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        load_campaign(
+            _campaign_with_flow(tmp_path, "agentless", "a: {transfer: {queue: this}, on_fail: b}"),
+            cfg,
+        )
+    assert "queue: this needs a campaign with agents" in str(err.value)
