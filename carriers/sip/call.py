@@ -30,6 +30,7 @@ from carriers.sip.events import (
     CallEnded,
     CallMediaChanged,
     CallProgress,
+    CallTransferResult,
     Event,
 )
 from carriers.sip.message import Address, Headers, Request, Response, SipURI, make_response
@@ -174,6 +175,8 @@ class OutboundCall:
         self._timer: _SessionTimer | None = None
         self._ours = _Pending()
         self._offer_in_200: bool = False
+        self._refer_tx: ClientTransaction | None = None
+        self._refer_done = False  # its final result has been reported
 
     # ----------------------------------------------------------------- public
 
@@ -201,6 +204,30 @@ class OutboundCall:
             self._cancel_pending = True
         self.host.arm(self)
 
+    def refer(self, target: str, now: float) -> bool:
+        """A blind transfer (RFC 3515): ask the far end to call `target` and
+        connect the caller to it. Its progress comes back in NOTIFYs; the
+        final one (or a refused REFER) is reported as CallTransferResult.
+        The call stays up: the caller ends it once the transfer is done."""
+        if self.state is not CallState.CONFIRMED or self.dialog is None:
+            return False
+        if self._refer_tx is not None:
+            return False
+        transport = self._transport()
+        refer = self.dialog.request("REFER", self.host.make_via(transport))
+        refer.headers.add("Refer-To", f"<{target}>")
+        refer.headers.add("Contact", self.host.contact(transport))  # a target refresh
+        refer.headers.add("User-Agent", self.host.user_agent)
+        self._refer_done = False
+        self._refer_tx = self.host.start_request(self, refer, self._hop(self.dialog), now)
+        return True
+
+    def _refer_result(self, accepted: bool, status: int | None, reason: str, now: float) -> None:
+        if self._refer_done:
+            return
+        self._refer_done = True
+        self.host.emit(CallTransferResult(self.call_id, accepted, status, reason, now))
+
     def hangup(self, now: float, reason: str | None = None) -> None:
         """End the call from our side: BYE when confirmed, CANCEL before."""
         if self.state is CallState.CONFIRMED:
@@ -216,6 +243,12 @@ class OutboundCall:
             self._on_invite_response(response, now)
         elif tx is self._ours.tx:
             self._on_refresh_response(response, now)
+        elif tx is self._refer_tx:
+            if response.status >= 200:
+                self._refer_tx = None
+            if response.status >= 300:  # refused: 405/501 (no REFER here), 403, 603...
+                self._refer_result(False, response.status, f"REFER refused: {response.reason}",
+                                   now)  # fmt: skip
         elif tx is self._ours.last_invite:
             if 200 <= response.status < 300 and self._ours.ack is not None:
                 self.host.send(*self._ours.ack)  # a retransmitted 2xx to our refresh
@@ -238,6 +271,9 @@ class OutboundCall:
         elif tx is self._ours.tx or tx is self._ours.update:
             self._ours.tx = self._ours.update = None
             self._on_refresh_result(408, now)
+        elif tx is self._refer_tx:
+            self._refer_tx = None
+            self._refer_result(False, None, "REFER unanswered (timer F)", now)
 
     # ------------------------------------------------------------------ INVITE
 
@@ -504,7 +540,10 @@ class OutboundCall:
             case "INFO":
                 tx.respond(make_response(request, 200), now)
                 self._on_info(request, now)
-            case "OPTIONS" | "NOTIFY":
+            case "NOTIFY":
+                tx.respond(make_response(request, 200, headers=[("Allow", ALLOW)]), now)
+                self._on_notify(request, now)
+            case "OPTIONS":
                 tx.respond(make_response(request, 200, headers=[("Allow", ALLOW)]), now)
             case _:
                 tx.respond(make_response(request, 501, headers=[("Allow", ALLOW)]), now)
@@ -566,6 +605,23 @@ class OutboundCall:
         )
         self._local_sdp = answer
         return answer.to_bytes(), media
+
+    def _on_notify(self, request: Request, now: float) -> None:
+        """The REFER subscription's NOTIFY (RFC 3515 2.4.5): its message/sipfrag
+        body is the status line of the far end's call to the target; a final
+        one (2xx: connected, 3xx-6xx: failed) is the transfer's result."""
+        event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
+        if event != "refer" or not (request.content_type or "").startswith("message/sipfrag"):
+            return
+        line = request.body.decode("utf-8", "replace").split("\r\n", 1)[0].split("\n", 1)[0]
+        parts = line.split(" ", 2)
+        if len(parts) < 2 or not parts[0].upper().startswith("SIP/") or not parts[1].isdigit():
+            return
+        status = int(parts[1])
+        reason = parts[2].strip() if len(parts) > 2 else ""
+        if status >= 200:
+            self._refer_result(status < 300, status, f"target answered {status} {reason}".strip(),
+                               now)  # fmt: skip
 
     def _on_info(self, request: Request, now: float) -> None:
         """SIP INFO DTMF (application/dtmf-relay, application/dtmf)."""

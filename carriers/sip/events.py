@@ -57,6 +57,20 @@ class CallDtmfInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class CallTransferResult:
+    """How a blind transfer we asked for with REFER (RFC 3515) went: the
+    REFER refused (its final status), or the final status line of the
+    transfer target's call from the far end's NOTIFY (message/sipfrag).
+    `accepted`: the far end has connected the caller to the target."""
+
+    call_id: str
+    accepted: bool
+    status: int | None
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CallEnded:
     """The one final event of every call, whatever happened.
 
@@ -118,6 +132,7 @@ Event = (
     | CallAnswered
     | CallMediaChanged
     | CallDtmfInfo
+    | CallTransferResult
     | CallEnded
     | OptionsResult
     | RequestRejected

@@ -26,6 +26,7 @@ from carriers.sip.events import (
     CallEnded,
     CallMediaChanged,
     CallProgress,
+    CallTransferResult,
     OptionsResult,
 )
 from carriers.sip.message import SipURI
@@ -38,7 +39,13 @@ from carriers.sip.ua import UaEvent, UserAgent
 log = logging.getLogger("outdial.sip")
 
 CallEvent = (
-    CallProgress | CallEarlyMedia | CallAnswered | CallMediaChanged | CallDtmfInfo | CallEnded
+    CallProgress
+    | CallEarlyMedia
+    | CallAnswered
+    | CallMediaChanged
+    | CallDtmfInfo
+    | CallTransferResult
+    | CallEnded
 )
 
 
@@ -166,6 +173,14 @@ class SipEndpoint:
         self.ua.cancel(call_id, self.loop.time())
         self._pump()
 
+    def refer(self, call_id: str, target: str) -> bool:
+        """Ask the far end to transfer an answered call to `target` (a SIP or
+        tel URI); the answer comes as a CallTransferResult event. False when
+        the call is not answered or a REFER is already out."""
+        sent = self.ua.refer(call_id, target, self.loop.time())
+        self._pump()
+        return sent
+
     async def options(self, uri: SipURI, target: Target) -> OptionsResult:
         """Probe a peer with OPTIONS; waits for the answer or timer F."""
         probe_id = self.ua.options(uri, target, self.loop.time())
@@ -228,7 +243,8 @@ class SipEndpoint:
                 | CallEarlyMedia()
                 | CallAnswered()
                 | CallMediaChanged()
-                | (CallDtmfInfo())
+                | CallDtmfInfo()
+                | CallTransferResult()
             ):
                 handle = self._calls.get(event.call_id)
                 if handle is not None:

@@ -238,6 +238,10 @@ class UserAgent:
         if call is not None:
             call.cancel(now)
 
+    def refer(self, call_id: str, target: str, now: float) -> bool:
+        call = self._calls.get(call_id)
+        return call is not None and call.refer(target, now)
+
     def call(self, call_id: str) -> OutboundCall | None:
         return self._calls.get(call_id)
 

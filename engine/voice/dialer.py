@@ -26,6 +26,7 @@ from carriers.sip.events import (
     CallEarlyMedia,
     CallEnded,
     CallProgress,
+    CallTransferResult,
 )
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
@@ -541,6 +542,10 @@ class CampaignRunner:
             case CallDtmfInfo(digit=digit):
                 if live.ivr is not None and live.ivr.flow_obj is not None:
                     live.ivr.flow_obj.push_digit(digit)
+            case CallTransferResult():
+                transfer = live.ivr.transfer if live.ivr is not None else None
+                if isinstance(transfer, NumberTransfer):
+                    transfer.on_refer_result(event)
             case _:
                 pass
 

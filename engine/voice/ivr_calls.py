@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from carriers.rtp.errors import RtpError
-from carriers.sip.events import CallAnswered, CallEnded
+from carriers.sip.events import CallAnswered, CallEnded, CallTransferResult
 from engine.bus import EventBus
 from engine.voice.bridge import Bridge
 from engine.voice.flows import Pcm
@@ -135,11 +135,19 @@ async def opt_out(
                 list=lst)  # fmt: skip
 
 
+REFER_WAIT_S = 10.0  # beyond the ring timeout, for the far end's final NOTIFY
+
+
 class NumberTransfer:
-    """A transfer to a number: a second call on the campaign's trunk, bridged to
-    the caller when it answers (the caller hears silence while it rings). The
-    two calls then end together: whichever side hangs up, the other is hung up.
-    `refer: auto` falls back to this bridge (REFER to the carrier is not sent)."""
+    """A transfer to a number. With `refer: auto`, first a blind transfer by
+    SIP REFER (RFC 3515): the carrier calls the number and connects the
+    caller; once its NOTIFY says the target answered, our leg hangs up and
+    the trunk line is free. A REFER refused (405/501 mark the trunk as one
+    that takes none: later transfers skip it), unanswered or failed falls
+    back to the bridge: a second call on the campaign's trunk, bridged to
+    the caller when it answers (the caller hears silence while it rings).
+    The two calls then end together: whichever side hangs up, the other is
+    hung up."""
 
     def __init__(self, call: IvrCall, customer: MediaLeg, customer_call_id: str) -> None:
         self.call = call
@@ -148,9 +156,65 @@ class NumberTransfer:
         self.handle: CallHandle | None = None
         self.bridge: Bridge | None = None
         self.answered_at: float | None = None
-        self.result: str | None = None
+        self._result: str | None = None
+        self._before = ""  # why REFER gave way to the bridge
+        self._referred: asyncio.Future[CallTransferResult] | None = None
+
+    @property
+    def result(self) -> str | None:
+        """What became of the transfer (stored with the attempt's IVR path)."""
+        return f"{self._before}{self._result}" if self._before else self._result
+
+    @result.setter
+    def result(self, value: str | None) -> None:
+        self._result = value
+
+    def on_refer_result(self, event: CallTransferResult) -> None:
+        """The customer call's CallTransferResult (the dial loop passes it on)."""
+        if self._referred is not None and not self._referred.done():
+            self._referred.set_result(event)
+
+    async def _refer(self, tel: Telephony, trunk: str, number: str, ring_timeout: float) -> bool:
+        """True when the carrier took the transfer (the caller is theirs now)."""
+        state = tel.trunks[trunk]
+        if state.refer_refused:
+            self.result = "REFER skipped (the trunk refused one before)"
+            return False
+        self._referred = asyncio.get_running_loop().create_future()
+        if not tel.sip.refer(self.customer_call_id, tel.number_uri(trunk, number)):
+            self.result = "REFER not sent (call not answered)"
+            return False
+        try:
+            event = await asyncio.wait_for(self._referred, ring_timeout + REFER_WAIT_S)
+        except TimeoutError:
+            self.result = "REFER: no final NOTIFY"
+            return False
+        if event.accepted:
+            return True
+        if event.status in (405, 501):
+            state.refer_refused = True
+        self.result = event.reason
+        return False
 
     async def run(
+        self, tel: Telephony, trunk: str, caller_id: str | None, action: TransferNumber,
+        ring_timeout: float, max_duration: float,
+    ) -> None:  # fmt: skip
+        flow = self.call.flow_obj
+        if action.refer == "auto":
+            if await self._refer(tel, trunk, action.number, ring_timeout):
+                self.result = "referred"
+                if flow is not None:
+                    flow.transfer_result(True)  # the session ends: "transferred"
+                if not self.customer.endpoint.closed:
+                    tel.sip.hangup(self.customer_call_id, "transferred by REFER")
+                return
+            if flow is None or flow.ended or self.customer.endpoint.closed:
+                return
+            self._before, self.result = f"{self.result}; bridge: ", None
+        await self._bridge(tel, trunk, caller_id, action, ring_timeout, max_duration)
+
+    async def _bridge(
         self, tel: Telephony, trunk: str, caller_id: str | None, action: TransferNumber,
         ring_timeout: float, max_duration: float,
     ) -> None:  # fmt: skip

@@ -66,6 +66,9 @@ class TrunkState:
     in_flight: int = 0
     # campaign -> (priority, lines it wants now): see Telephony.want
     demand: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # The trunk answered a REFER with 405/501 (it does not take transfers):
+    # later transfers go straight to the bridge.
+    refer_refused: bool = False
 
 
 @dataclass(slots=True)
@@ -207,6 +210,11 @@ class Telephony:
         )
         state.in_flight += 1
         return self.sip.place_call(spec, on_event)
+
+    def number_uri(self, trunk: str, number: str) -> str:
+        """`number` at the trunk's address, as a REFER's Refer-To names it."""
+        cfg = self.trunks[trunk].config
+        return str(SipURI(host=cfg.uri.host, user=number, port=cfg.uri.port))
 
     def place_leg(
         self,

@@ -254,3 +254,51 @@ def test_transfer_to_a_number_bridges_the_second_call(tmp_path: Path) -> None:
     start = caller.packets[0][0]
     greeting = caller.audio(until=start + speech_seconds("Hello Erin, connecting you now."))
     assert np.abs(greeting).max() > 1000 and abs(dominant(greeting) - 700) > 50
+
+
+REFER_FLOW = TRANSFER.replace('{transfer: {number: "+12125553011"}', \
+                              '{transfer: {number: "+12125553011", refer: auto}')  # fmt: skip
+
+
+def refer_run(tmp_path: Path, scenario: str) -> tuple[dict[str, Any], str]:
+    """One call to Erin through a SIPp carrier that takes or refuses REFER."""
+    from tests.integration.sipp import make_tone
+
+    prompt, contacts = setup_files(tmp_path, ["c10,+12125553010,Erin"])
+    tone = make_tone(tmp_path / "tone.ul", 700, 1.0)
+    log = tmp_path / "sipp-messages.log"
+    sipp = Sipp(scenario, keys={"audio": f"{tone},-1,0"},
+                calls=0, extra=["-trace_msg", "-message_file", str(log)])  # fmt: skip
+    sipp.start(tmp_path)
+    daemon = Daemon(tmp_path, sipp.port, REFER_FLOW, prompt).start()
+    try:
+        daemon("contacts.import", list="remind-list", file=str(contacts))
+        daemon("campaign.start", name="remind")
+        wait_completed(daemon, "remind", 60)
+        (attempt,) = daemon("report.attempts", campaign="remind")
+        assert daemon.stop() == 0
+    finally:
+        daemon.stop()
+        sipp.stop()
+    return attempt, log.read_text(errors="replace")
+
+
+@pytest.mark.timeout(120)
+def test_transfer_by_refer_hands_the_caller_to_the_carrier(tmp_path: Path) -> None:
+    attempt, messages = refer_run(tmp_path, "refer.xml")
+    path = json.loads(attempt["ivr_path"])
+    assert path["end"] == "transferred" and path["transfer"] == "referred", path
+    assert attempt["ended_by"] == "local"  # our BYE after the NOTIFY said 200
+    assert "Refer-To: <sip:+12125553011@127.0.0.1:" in messages
+    assert messages.count("INVITE sip:") == 1  # no second leg: the carrier made it
+
+
+@pytest.mark.timeout(120)
+def test_refer_refused_falls_back_to_the_bridge(tmp_path: Path) -> None:
+    attempt, messages = refer_run(tmp_path, "refer_refused.xml")
+    path = json.loads(attempt["ivr_path"])
+    assert path["end"] == "transferred", path
+    assert path["transfer"].startswith("REFER refused: Not Implemented; bridge: bridged"), path
+    invites = [line for line in messages.splitlines() if line.startswith("INVITE sip:")]
+    assert [i.split()[1].split("@")[0] for i in invites] == \
+        ["sip:+12125553010", "sip:+12125553011"], invites  # fmt: skip
