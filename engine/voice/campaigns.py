@@ -31,9 +31,8 @@ from engine.voice.dialer import (
     next_step,
     utcnow,
 )
-from engine.voice.ivr import fill, placeholders
 from engine.voice.ivr_flow import DEFAULT_VOICE
-from engine.voice.tts import EspeakNg, TtsCache, TtsError
+from engine.voice.tts import EspeakNg, TtsCache, TtsError, fill, placeholders
 
 if TYPE_CHECKING:
     from engine.store import Store
