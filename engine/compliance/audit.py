@@ -7,7 +7,8 @@ call it wants to place through the checks the dial loop makes, at the
 simulated time: the campaign's attempt limits (`AttemptLimits` on
 `rule_context`), then the calling hours of the law and the campaign
 (`CallingHours.verdict` on `Locator.locate`) and a state's "N calls per
-24 h" (`CallingHours.call_limit`; FL, OK, MD). A contact that fails one is
+24 h" (`CallingHours.call_limit`; FL, OK, MD; counted by
+`hours.within_call_limit`, as the dial loop counts). A contact that fails one is
 deferred to when it may be called, as `CampaignRunner._callable_now` does.
 After a call the campaign's after_call rules (`RuleSet.after_call`) and its
 retry table say when the contact is due again.
@@ -47,7 +48,7 @@ import phonenumbers
 import yaml
 
 from engine.compliance.campaign import HoursConfig, calling_hours, parse_hours_config
-from engine.compliance.hours import CallingHours, Verdict
+from engine.compliance.hours import CallingHours, within_call_limit
 from engine.compliance.locate import Locale, Locator, zone
 from engine.compliance.rules import (
     AttemptLimits,
@@ -205,18 +206,6 @@ class DialGate:
         if self.hours.legal is None:
             rules = "lab (legal hours off)" + (f"; {rules}" if rules else "")
         return rules or "no hours rule"
-
-
-def within_call_limit(invites: list[datetime], limit: tuple[int, str], now: datetime) -> Verdict:
-    """A state's "at most N calls in 24 hours", counted as the dial loop counts
-    (`CampaignRunner._within_call_limit` over `Store.calls_since`)."""
-    most, source = limit
-    since = now - timedelta(hours=24)
-    calls = [t for t in invites[-most - 1 :] if t >= since]
-    if len(calls) < most:
-        return Verdict(True, "", now)
-    until = calls[len(calls) - most] + timedelta(hours=24)
-    return Verdict(False, f"{len(calls)} calls in the last 24 h, at most {most} ({source})", until)
 
 
 class ContactQueue:

@@ -24,8 +24,9 @@ in the dial loop.
 
 from __future__ import annotations
 
+import bisect
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -37,8 +38,8 @@ import yaml
 from engine.compliance.locate import Locale, zone
 
 __all__ = [
-    "DAYS", "CallingHours", "HoursRule", "LegalRules", "Verdict", "Week", "load_legal_rules",
-    "parse_window",
+    "CALL_LIMIT_WINDOW", "DAYS", "CallingHours", "HoursRule", "LegalRules", "Verdict", "Week",
+    "load_legal_rules", "parse_window", "within_call_limit",
 ]  # fmt: skip
 
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -48,6 +49,7 @@ Week = tuple[Window | None, ...]  # monday..sunday; None: no calls that day
 US_REGIONS = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})  # the TCPA's reach
 SEARCH_DAYS = 21  # how far ahead an opening is looked for
 DATA = Path(__file__).parent / "data" / "us_rules.yaml"
+CALL_LIMIT_WINDOW = timedelta(hours=24)  # the states' "N calls per 24 hours" (call_limit)
 
 
 def _minutes(text: str) -> int:
@@ -141,6 +143,21 @@ class Verdict:
     reason: str
     until: datetime
     rule: str = ""  # the rule that decides it ("FL: Fla. Stat. 501.616(6)(a)"), for the ledger
+
+
+def within_call_limit(calls: Sequence[datetime], limit: tuple[int, str], now: datetime) -> Verdict:
+    """A state's "at most N calls in 24 hours" (`limit`: `CallingHours.call_limit`)
+    for a contact called at `calls` (its INVITEs, oldest first; those older than
+    `CALL_LIMIT_WINDOW` do not count). The dial loop passes `Store.calls_since`,
+    the compliance audit its own record of the calls."""
+    most, source = limit
+    recent = calls[bisect.bisect_left(calls, now - CALL_LIMIT_WINDOW) :]
+    if len(recent) < most:
+        return Verdict(True, "", now)
+    # Just past the 24 h: a call exactly 24 h old still counts (calls_since's `>=`).
+    until = recent[len(recent) - most] + CALL_LIMIT_WINDOW + timedelta(milliseconds=1)
+    why = f"{len(recent)} calls in the last 24 h, at most {most} ({source})"
+    return Verdict(False, why, until, source)
 
 
 @functools.lru_cache(maxsize=4096)

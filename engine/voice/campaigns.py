@@ -31,9 +31,9 @@ from engine.voice.dialer import (
     next_step,
     utcnow,
 )
-from engine.voice.ivr import check_queues, fill, placeholders
+from engine.voice.ivr import check_queues
 from engine.voice.ivr_flow import DEFAULT_VOICE
-from engine.voice.tts import EspeakNg, TtsCache, TtsError
+from engine.voice.tts import EspeakNg, TtsCache, TtsError, fill, placeholders
 
 if TYPE_CHECKING:
     from engine.store import Store

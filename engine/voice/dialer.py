@@ -31,7 +31,7 @@ from carriers.sip.events import (
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
 from engine.compliance.campaign import calling_hours
-from engine.compliance.hours import Verdict
+from engine.compliance.hours import CALL_LIMIT_WINDOW, Verdict, within_call_limit
 from engine.compliance.locate import LocateError, zone
 from engine.compliance.rules import RuleContext, after_context, rule_context
 from engine.store import AttemptIntent, DialCandidate
@@ -439,14 +439,8 @@ class CampaignRunner:
         self, candidate: DialCandidate, limit: tuple[int, str], now: datetime
     ) -> Verdict:
         """A state's "at most N calls in 24 hours" rule for this contact."""
-        most, source = limit
-        calls = await self.store.calls_since(candidate.contact_id, now - timedelta(hours=24))
-        if len(calls) < most:
-            return Verdict(True, "", now)
-        # Just past the 24 h: calls_since counts a call exactly 24 h old.
-        until = calls[len(calls) - most] + timedelta(hours=24, milliseconds=1)
-        why = f"{len(calls)} calls in the last 24 h, at most {most} ({source})"
-        return Verdict(False, why, until, source)
+        calls = await self.store.calls_since(candidate.contact_id, now - CALL_LIMIT_WINDOW)
+        return within_call_limit(calls, limit, now)
 
     def _caller_id(self, contact_id: int) -> str | None:
         pending = self._rule_pending.get(contact_id)

@@ -34,6 +34,7 @@ import yaml
 
 from dsp.wav import WavError, decode_wav
 from engine.config import ConfigError, _closest, _Node, _read_mapping
+from engine.voice.tts import MissingColumn, TemplateError, placeholders
 
 __all__ = [
     "DTMF_DIGITS",
@@ -41,9 +42,8 @@ __all__ = [
     "Flow",
     "HangupStep",
     "MenuStep",
-    "MissingColumn",
+    "MissingColumn",  # from engine.voice.tts, re-exported: the dial loop imports it here
     "OptOutStep",
-    "PlaceholderError",
     "PlayStep",
     "Prompt",
     "SetResultStep",
@@ -51,10 +51,8 @@ __all__ = [
     "TransferNumberStep",
     "TransferQueueStep",
     "check_queues",
-    "fill",
     "load_flow",
     "parse_flow",
-    "placeholders",
 ]  # fmt: skip
 
 DTMF_DIGITS = "0123456789*#ABCD"  # RFC 4733 events 0-15
@@ -64,64 +62,6 @@ MAX_RETRIES = 10
 MAX_DIGITS = 32
 THIS_CAMPAIGN = "this"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-# --- placeholders -----------------------------------------------------------------------
-
-
-class PlaceholderError(ValueError):
-    """A text's placeholder is not `{contact.COLUMN}` (or `{{`/`}}` for a brace)."""
-
-
-class MissingColumn(LookupError):
-    """The contact has no value for a column a prompt names."""
-
-    def __init__(self, column: str) -> None:
-        self.column = column
-        super().__init__(f"contact has no column {column!r} (needed by {{contact.{column}}})")
-
-
-_TOKEN_RE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
-_COLUMN_RE = re.compile(r"contact\.(\S(?:.*\S)?)")
-
-
-def _tokens(text: str) -> Iterator[tuple[str, bool]]:
-    """(literal, False) and (column, True) pieces of a prompt text."""
-    last = 0
-    for match in _TOKEN_RE.finditer(text):
-        yield text[last : match.start()], False
-        last = match.end()
-        token = match.group(0)
-        if token in ("{{", "}}"):
-            yield token[0], False
-            continue
-        inner = match.group(1)
-        column = _COLUMN_RE.fullmatch(inner) if inner is not None else None
-        if column is None:
-            raise PlaceholderError(
-                f"bad placeholder {token!r} at character {match.start() + 1}: expected "
-                "{contact.COLUMN} ({{ and }} write a literal brace)"
-            )
-        yield column.group(1), True
-    yield text[last:], False
-
-
-def placeholders(text: str) -> list[str]:
-    """The contact columns `text` names, in order; PlaceholderError if malformed."""
-    return [piece for piece, is_column in _tokens(text) if is_column]
-
-
-def fill(text: str, contact: Mapping[str, str]) -> str:
-    """`text` with each `{contact.COLUMN}` replaced; MissingColumn if the contact lacks one."""
-    out: list[str] = []
-    for piece, is_column in _tokens(text):
-        if is_column:
-            if piece not in contact:
-                raise MissingColumn(piece)
-            out.append(str(contact[piece]))
-        else:
-            out.append(piece)
-    return "".join(out)
 
 
 # --- the model --------------------------------------------------------------------------
@@ -329,7 +269,7 @@ class _Parser:
                 raise p.error("tts", "must not be empty")
             try:
                 placeholders(text)
-            except PlaceholderError as exc:
+            except TemplateError as exc:
                 raise p.error("tts", str(exc)) from None
             return Prompt(tts=text, voice=voice)
         if voice is not None:

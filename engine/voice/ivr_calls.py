@@ -33,7 +33,7 @@ from carriers.sip.events import CallAnswered, CallEnded, CallTransferResult
 from engine.bus import EventBus
 from engine.voice.bridge import Bridge
 from engine.voice.flows import Pcm
-from engine.voice.ivr import Flow, MissingColumn
+from engine.voice.ivr import Flow
 from engine.voice.ivr_flow import AudioKey, IvrCallFlow, prepare_audio
 from engine.voice.ivr_session import (
     Action,
@@ -44,7 +44,7 @@ from engine.voice.ivr_session import (
     TransferNumber,
     TransferQueue,
 )
-from engine.voice.tts import TtsCache, TtsError
+from engine.voice.tts import MissingColumn, TtsCache, TtsError
 
 if TYPE_CHECKING:
     from carriers.sip.transport import CallEvent, CallHandle

@@ -47,8 +47,8 @@ from engine.voice.ivr import (
     Step,
     TransferNumberStep,
     TransferQueueStep,
-    fill,
 )
+from engine.voice.tts import fill
 
 __all__ = [
     "Action",

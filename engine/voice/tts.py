@@ -8,9 +8,11 @@ text once however many contacts share it, and a restart renders nothing again.
 Rendering is a subprocess and runs off the event loop; concurrent requests for
 one text share one rendering.
 
-The campaign loader calls `TtsCache.check(voice)` and `prerender(split_fixed(t))`
-when a campaign loads, so a missing voice or a text the engine rejects fails
-then, with the voice and the text in the message, and not on a live call.
+When a campaign loads, its IVR prompts' voices are checked and each prompt with
+no placeholder is rendered whole (`TtsCache.prerender`), so a missing voice or a
+text the engine rejects fails then, with the voice and the text in the message,
+and not on a live call; `split_fixed` gives a template's fixed parts for the same
+check of personalised prompts.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class UnknownVoice(TtsError):
 
 
 class TemplateError(TtsError):
-    """A prompt template is malformed (a stray brace, a placeholder not `{contact.X}`)."""
+    """A prompt template is malformed (a stray brace, a placeholder not `{contact.COLUMN}`)."""
 
 
 class MissingColumn(TtsError, KeyError):
@@ -225,9 +227,11 @@ def _suggest(voice: str, voices: set[str]) -> list[str]:
 
 # --- templates --------------------------------------------------------------------------
 
-# `{contact.column}` placeholders; `{{` and `}}` are literal braces; any other brace is
-# an error (found at campaign load by split_fixed).
-_TOKEN = re.compile(r"\{\{|\}\}|\{contact\.([A-Za-z_][A-Za-z0-9_]*)\}|\{[^{}]*\}?|\}")
+# `{contact.COLUMN}` placeholders (COLUMN: the column's name as written, spaces inside
+# allowed: "{contact.last name}"); `{{` and `}}` are literal braces; any other brace is an
+# error, found when a flow or campaign loads (placeholders, split_fixed).
+_TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_COLUMN = re.compile(r"contact\.(\S(?:.*\S)?)")
 
 
 def _parse(template: str) -> list[str | tuple[str, str]]:
@@ -239,16 +243,18 @@ def _parse(template: str) -> list[str | tuple[str, str]]:
         text.append(template[pos : m.start()])
         pos = m.end()
         token = m.group(0)
+        column = _COLUMN.fullmatch(m.group(1)) if m.group(1) is not None else None
         if token in ("{{", "}}"):
             text.append(token[0])
-        elif m.group(1) is not None:
+        elif column is not None:
             parts.append("".join(text))
             text = []
-            parts.append((token, m.group(1)))
+            parts.append((token, column.group(1)))
         else:
             raise TemplateError(
-                f"prompt template {_snippet(template)}: {token!r} at character {m.start()} is "
-                "not a {contact.column} placeholder (write {{ and }} for literal braces)",
+                f"bad placeholder {token!r} at character {m.start() + 1} of prompt "
+                f"{_snippet(template)}: expected {{contact.COLUMN}} ({{{{ and }}}} write "
+                "a literal brace)",
                 text=template,
             )
     text.append(template[pos:])
@@ -257,7 +263,8 @@ def _parse(template: str) -> list[str | tuple[str, str]]:
 
 
 def placeholders(template: str) -> list[str]:
-    """The contact columns a template uses, in order of first use."""
+    """The contact columns a template uses, in order of first use; TemplateError if
+    it is malformed."""
     return list(dict.fromkeys(p[1] for p in _parse(template) if isinstance(p, tuple)))
 
 
@@ -283,8 +290,11 @@ def plain_text(value: str) -> str:
 
 
 def fill(template: str, row: Mapping[str, str]) -> str:
-    """The template with each `{contact.column}` replaced by the row's value as plain
-    text (`plain_text`). Raises MissingColumn (a KeyError) naming the placeholder."""
+    """The template with each `{contact.COLUMN}` replaced by the row's value as plain
+    text (`plain_text`): the one filler for every spoken prompt (IVR flows included),
+    so no contact value reaches an engine as markup, phonemes or an embedded command.
+    Raises MissingColumn (a KeyError) naming the placeholder, TemplateError if the
+    template is malformed."""
     out: list[str] = []
     for part in _parse(template):
         if isinstance(part, str):

@@ -11,7 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from engine.compliance.campaign import HoursConfig, calling_hours, parse_hours_config
-from engine.compliance.hours import CallingHours, HoursRule, load_legal_rules, parse_window
+from engine.compliance.hours import (
+    CallingHours,
+    HoursRule,
+    load_legal_rules,
+    parse_window,
+    within_call_limit,
+)
 from engine.compliance.locate import Locale, LocateError, Locator
 from engine.config import ConfigError, _read_mapping
 
@@ -239,3 +245,17 @@ def test_cached_verdict_cost_per_contact(legal: CallingHours) -> None:
     assert legal.verdict(ny, now + timedelta(hours=1)) is first
     assert legal.verdict(ny, first.until) is not first  # the window closed: recomputed
     assert legal.verdict(ny, now - timedelta(hours=5)).callable is False  # earlier: recomputed
+
+
+def test_within_call_limit_counts_the_last_24_hours() -> None:
+    now = datetime(2025, 3, 4, 15, 0, tzinfo=UTC)
+    limit = (3, "FL: Fla. Stat. 501.616(6)(a)")
+    calls = [now - timedelta(hours=h) for h in (30, 24, 10, 2)]  # oldest first
+    verdict = within_call_limit(calls, limit, now)
+    # The call exactly 24 h old still counts; it stops counting just after.
+    assert not verdict.callable and verdict.rule == limit[1]
+    assert verdict.reason == f"3 calls in the last 24 h, at most 3 ({limit[1]})"
+    assert verdict.until == now + timedelta(milliseconds=1)
+    assert within_call_limit(calls, limit, verdict.until).callable
+    assert within_call_limit(calls[-2:], limit, now).callable
+    assert within_call_limit([], limit, now).callable

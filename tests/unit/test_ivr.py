@@ -22,14 +22,11 @@ from engine.voice.ivr import (
     Flow,
     MenuStep,
     MissingColumn,
-    PlaceholderError,
     TransferNumberStep,
     TransferQueueStep,
     check_queues,
-    fill,
     load_flow,
     parse_flow,
-    placeholders,
 )
 from engine.voice.ivr_session import (
     Action,
@@ -411,19 +408,7 @@ def test_load_flow_unreadable(tmp_path: Path) -> None:
         load_flow(tmp_path / "none.yaml")
 
 
-# --- placeholders -----------------------------------------------------------------------
-
-
-def test_fill_and_placeholders() -> None:
-    text = "Hi {contact.first_name} {{not}} {contact.last name}}}"
-    assert placeholders(text) == ["first_name", "last name"]
-    assert fill(text, {"first_name": "Ann", "last name": "Lee"}) == "Hi Ann {not} Lee}"
-    with pytest.raises(MissingColumn, match="no column 'first_name'") as caught:
-        fill(text, {})
-    assert caught.value.column == "first_name"
-    for bad in ("{x}", "{contact}", "{contact. x}", "a } b", "{", "{contact.a{b}}"):
-        with pytest.raises(PlaceholderError):
-            placeholders(bad)
+# --- placeholders (the grammar and the filler: tests/unit/test_tts.py) -------------------
 
 
 def test_session_checks_columns_before_any_audio() -> None:

@@ -13,8 +13,9 @@ from dsp.tones import dtmf_tone
 from dsp.wav import encode_wav
 from engine.voice.flows import FRAME
 from engine.voice.ivr import load_flow
-from engine.voice.ivr_flow import IvrCallFlow, audio_key
+from engine.voice.ivr_flow import IvrCallFlow, audio_key, prepare_audio
 from engine.voice.ivr_session import Action, IvrSession, OptOut, SetResult
+from engine.voice.tts import Pcm, TtsCache
 
 FLOW = """\
 start: greet
@@ -182,3 +183,33 @@ def test_agent_queues_in_flows_load_and_name_agent_campaigns(tmp_path: Path) -> 
             cfg,
         )
     assert "queue: this needs a campaign with agents" in str(err.value)
+
+
+class Recording:
+    """A TTS engine that keeps every text it is given (and says a short tone)."""
+
+    name = "recording 1"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def voices(self) -> set[str]:
+        return {"en-us"}
+
+    def render(self, text: str, voice: str, rate: int | None = None) -> Pcm:
+        self.texts.append(text)
+        return tone(0.1, 440)
+
+
+async def test_contact_values_reach_the_tts_engine_neutralised(tmp_path: Path) -> None:
+    # espeak-ng reads [[...]] as phoneme input and 0x01 as an embedded command (0x01 200A:
+    # amplitude 200): neither may come from a contact's data. The flow's own {{ }} stay.
+    (tmp_path / "flow.yaml").write_text(
+        'start: greet\nsteps:\n  greet: {play: {tts: "Hello {contact.name}, press {{1}}."}}\n'
+    )
+    session = IvrSession(load_flow(tmp_path / "flow.yaml"), {"name": "[[h@'l@U]]\x01200A  Sam"})
+    engine = Recording()
+    with TtsCache(tmp_path / "tts", engine) as cache:
+        audio = await prepare_audio(session, cache)
+    assert engine.texts == ["Hello ((h@'l@U)) 200A Sam, press {1}."]
+    assert list(audio) == [("tts:en-us", engine.texts[0])]

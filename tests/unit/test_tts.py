@@ -368,9 +368,18 @@ def test_fill_inserts_values_and_names_a_missing_column() -> None:
 
 def test_template_errors_and_literal_braces() -> None:
     assert fill("Code {{ {contact.x} }}", {"x": "7"}) == "Code { 7 }"
-    for bad in ("Hello {name}", "Hello {contact.}", "Hello {contact.first name}", "a } b", "{"):
-        with pytest.raises(TemplateError, match="placeholder"):
-            split_fixed(bad)
+    text = "Hi {contact.first_name} {{not}} {contact.last name}}}"  # a column with a space
+    assert placeholders(text) == ["first_name", "last name"]
+    assert fill(text, {"first_name": "Ann", "last name": "Lee"}) == "Hi Ann {not} Lee}"
+    with pytest.raises(MissingColumn, match="no contact column 'first_name'"):
+        fill(text, {})
+    bad = ("Hello {name}", "Hello {contact.}", "{contact}", "{contact. x}", "a } b", "{",
+           "{contact.a{b}}")  # fmt: skip
+    for template in bad:
+        with pytest.raises(TemplateError, match="bad placeholder"):
+            split_fixed(template)
+        with pytest.raises(TemplateError, match=r"expected \{contact\.COLUMN\}"):
+            placeholders(template)
 
 
 def test_split_fixed_gives_the_parts_to_render_at_load() -> None:
