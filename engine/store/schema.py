@@ -326,8 +326,11 @@ dnc_entries = Table(
 # The compliance ledger (migration 0004): append-only. Every call placed (with
 # the contact's local time), skip, deferral, abandon, opt-out and DNC entry,
 # each naming the rule that applied and what wrote it. The migration (and
-# create_all, below) add triggers that refuse UPDATE and DELETE.
-LEDGER_KINDS = ("call_placed", "skip", "deferral", "abandon", "opt_out", "dnc_added")
+# create_all, below) add triggers that refuse UPDATE and DELETE. A campaign
+# rule's change to a contact (`set`, `priority`, `move_to`) is a rule_action.
+LEDGER_KINDS = (
+    "call_placed", "skip", "deferral", "abandon", "opt_out", "dnc_added", "rule_action",
+)  # fmt: skip
 
 compliance_ledger = Table(
     "compliance_ledger",

@@ -15,6 +15,7 @@ from engine.bus import EventBus
 from engine.campaign_config import (
     CampaignConfig,
     campaign_definition,
+    check_moves,
     load_campaign,
     load_campaigns,
 )
@@ -202,6 +203,10 @@ class CampaignManager:
 
     async def load(self, path: Path) -> str:
         cfg = load_campaign(path, self.config)
+        known = {name: r.cfg for name, r in self.runners.items()}
+        error = check_moves({**known, cfg.name: cfg}).get(cfg.name)
+        if error is not None:  # its move_to targets are the campaigns loaded now
+            raise error
         await self._install(cfg)
         self.bus.publish("campaign.loaded", campaign=cfg.name, file=str(path))
         return cfg.name

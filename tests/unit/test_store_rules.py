@@ -204,3 +204,25 @@ async def test_move_to_a_campaign_of_another_list_is_refused(store: Store) -> No
     with pytest.raises(BadRequest, match="another list"):
         await store._writer.run(work)
     assert await order(store) == [a]
+
+
+async def test_before_call_actions_write_only_changes_and_ledger_them(store: Store) -> None:
+    from engine.bus import EventBus
+    from engine.compliance.rules import PreCallDecision
+    from engine.voice import rule_actions
+
+    (a,) = await sorted_campaign(store, [{"tier": "gold", "old": "x"}])
+    (cand,) = await store.due_contacts("c1", T0, 1)
+    skip = PreCallDecision("no", None, 7, {"tier": "gold", "old": None, "new": "1"})
+    rule_actions.apply_before(store, "c1", cand, skip)  # columns even so; no priority
+    assert cand.attributes == {"tier": "gold", "new": "1"}  # this call sees them
+    assert (await store.contact(a))["attributes"] == {"tier": "gold", "new": "1"}
+    rule_actions.apply_before(store, "c1", cand, PreCallDecision(None, None, 7, {"new": "1"}))
+    rule_actions.move_to(store, EventBus(), "c1", a, "c1b")  # no such campaign: logged only
+    rows = await store.ledger_rows("c1", kinds=["rule_action"])
+    assert [r["detail"] for r in rows] == [
+        {"action": "set", "columns": {"old": None, "new": "1"}},
+        {"action": "priority", "priority": 7, "was": 0},
+        {"action": "move_to", "to": "c1b"},
+    ]
+    assert (await store.contact(a))["campaigns"][0]["priority"] == 7
