@@ -9,6 +9,7 @@ documents every field.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,12 @@ from engine.compliance.rules import (
     AttemptLimits,
     Filter,
     RuleSet,
+    Sort,
     caller_id_field,
     parse_filter,
     parse_limits,
     parse_rules,
+    parse_sort,
 )
 from engine.config import (
     ConfigError,
@@ -153,6 +156,7 @@ class CampaignConfig:
     rules: RuleSet = field(default_factory=RuleSet)
     filter: Filter | None = None
     limits: AttemptLimits = field(default_factory=AttemptLimits)
+    sort: Sort | None = None
 
     @property
     def checked_dnc_lists(self) -> tuple[str, ...]:
@@ -168,7 +172,7 @@ _CAMPAIGN_FIELDS = {
     "name", "channel", "mode", "contact_list", "trunk", "caller_id", "lines",
     "max_attempts", "ring_timeout", "max_duration", "retry", "prompt", "priority",
     "calls_per_second", "amd", "dialing", "safe_harbor", "calling_hours", "restricted_days",
-    "contact_location", "dnc_lists", "optout_list", "ivr", "rules", "filter", "limits",
+    "contact_location", "dnc_lists", "optout_list", "ivr", "rules", "filter", "limits", "sort",
 }  # fmt: skip
 _DIALING_FIELDS = {
     "ratio", "max_ratio", "abandon_target", "jurisdiction", "connect_wait",
@@ -403,7 +407,8 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
         )
     amd = _amd(m, config)
     rules = parse_rules(m, wrapup_codes={c.code for c in dialing.wrapup_codes} or None)
-    _wired(m, rules)
+    sort = parse_sort(m)
+    _wired(m, sort)
     contact_filter = parse_filter(m)
     limits = parse_limits(m)
     if limits.contact_total is not None and m.present("max_attempts") is not None:
@@ -426,24 +431,58 @@ def _campaign(m: _Node, file: Path, config: DaemonConfig) -> CampaignConfig:
         max_attempts=max_attempts, ring_timeout=ring_timeout, max_duration=max_duration,
         retry=retry, prompt=prompt, priority=priority, calls_per_second=cps,
         amd=amd, dialing=dialing, safe_harbor=safe_harbor, hours=hours, ivr=ivr,
-        rules=rules, filter=contact_filter, limits=limits,
+        rules=rules, filter=contact_filter, limits=limits, sort=sort,
         dnc_lists=dnc_lists, optout_list=optout_list,
     )  # fmt: skip
 
 
-def _wired(m: _Node, rules: RuleSet) -> None:
-    """Rule actions the dial loop does not carry out yet are refused, not ignored."""
-    if m.present("sort") is not None:
-        raise m.error(
-            "sort", "not supported yet: contacts are dialled by priority, then list order"
-        )
-    for index, rule in enumerate(rules.rules):
-        for action, used in (("priority", rule.priority is not None),
-                             ("set", bool(rule.set_columns)),
-                             ("move_to", rule.move_to is not None)):  # fmt: skip
-            if used:
-                raise ConfigError(m.file, rule.line, f"rules[{index}].then.{action}",
-                                  "not supported yet by the dial loop")  # fmt: skip
+# Sort keys the stored dialling order cannot keep: it is recomputed when a
+# contact's row is written, and attempts_today also changes at each local
+# midnight, with no write (engine/store/dialorder.py).
+UNSORTABLE = {"attempts_today": "it changes at each local midnight; sort by last_attempt_at"}
+
+
+def _wired(m: _Node, sort: Sort | None) -> None:
+    """What the dial loop does not carry out is refused, not ignored."""
+    node = m.present("sort")
+    for index, key in enumerate(sort.keys if sort is not None else ()):
+        if key.column in UNSORTABLE:
+            assert isinstance(node, yaml.SequenceNode)
+            raise ConfigError(m.file, node.value[index].start_mark.line + 1,
+                              m.field(f"sort[{index}]"), f"{key.column} is not supported as a "
+                              f"sort key: {UNSORTABLE[key.column]}")  # fmt: skip
+
+
+def check_moves(campaigns: Mapping[str, CampaignConfig]) -> dict[str, ConfigError]:
+    """Each campaign whose rules `move_to` a campaign that is not loaded, is
+    itself, or dials another contact list (a contact is a row of one list:
+    its numbers are unique there, and the list's export and its campaigns'
+    enrolment are per list), with the error located at the rule."""
+    errors: dict[str, ConfigError] = {}
+    for c in campaigns.values():
+        for index, rule in enumerate(c.rules.rules):
+            why = _move_problem(c, rule.move_to, campaigns)
+            if why and c.name not in errors:
+                where = f"rules[{index}].then.move_to"
+                errors[c.name] = ConfigError(str(c.file), rule.line, where, why)
+    return errors
+
+
+def _move_problem(
+    c: CampaignConfig, target: str | None, campaigns: Mapping[str, CampaignConfig]
+) -> str | None:
+    other = campaigns.get(target) if target is not None else None
+    if target is None:
+        return None
+    if other is None:
+        hint = _closest(target, set(campaigns) - {c.name})
+        return f"no campaign {target!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+    if other.name == c.name:
+        return "a contact cannot move to its own campaign"
+    if other.contact_list != c.contact_list:
+        return (f"{target!r} dials list {other.contact_list!r}, this campaign "
+                f"{c.contact_list!r}: a contact moves between campaigns of its list")  # fmt: skip
+    return None
 
 
 def _ivr(m: _Node, config: DaemonConfig) -> Flow | None:
@@ -527,6 +566,10 @@ def load_campaigns(config: DaemonConfig) -> tuple[dict[str, CampaignConfig], lis
             errors.append(top.error("name", f"duplicate campaign name {campaign.name!r}, {where}"))
             continue
         campaigns[campaign.name] = campaign
+    while moves := check_moves(campaigns):  # a rejected campaign is no target either
+        for name, error in moves.items():
+            errors.append(error)
+            del campaigns[name]
     return campaigns, errors
 
 
@@ -574,6 +617,11 @@ def campaign_definition(c: CampaignConfig) -> dict[str, Any]:
             for r in c.rules.rules
         ],
         "filter": c.filter.condition.text if c.filter is not None else None,
+        # read by the store (engine/store/dialorder.py): keep the shape
+        "sort": [
+            {"column": k.column, "order": "desc" if k.descending else "asc"}
+            for k in (c.sort.keys if c.sort is not None else ())
+        ],
         "limits": {
             "per_contact": {"total": c.limits.contact_total, "per_day": c.limits.contact_per_day},
             "per_number": {"total": c.limits.number_total, "per_day": c.limits.number_per_day},

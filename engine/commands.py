@@ -310,6 +310,12 @@ async def contacts_add(
     return {"list": list, "contact_id": contact_id}
 
 
+async def contacts_show(app: App, contact_id: int) -> dict[str, Any]:
+    """One contact: its columns, phones, and per campaign its state, priority,
+    attempts and last attempt (what the campaign rules changed shows here)."""
+    return await app.store.contact(contact_id)
+
+
 async def contacts_export(app: App, list: str, file: str) -> dict[str, Any]:
     """Write a list with each contact's latest result, attempts and skip reason."""
     out = _writable_target(file, "file")
@@ -569,6 +575,8 @@ COMMANDS: dict[str, Command] = _commands(
         Arg("priority", "int", help="higher is dialled first (default 0)"),
         Arg("top", "bool", help="put ahead of every contact of the list"), _REGION,
     ), "add one contact"),
+    Command("contacts.show", contacts_show, (Arg("contact_id", "int", True, "contact id"),),
+            "show one contact with its state in each campaign"),
     Command("contacts.export", contacts_export,
             (_LIST, Arg("file", "path", True, "CSV file to write")),
             "export a list with each contact's latest result"),

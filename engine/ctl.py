@@ -352,6 +352,10 @@ def _contacts_parsers(sub: SubParsers) -> None:
     p.add_argument("--priority", type=_int, help="higher is dialled first (default 0)")
     p.add_argument("--top", action="store_true", help="put ahead of every contact of the list")
     p.add_argument("--region", help="region of national numbers (default US)")
+    p = _leaf(csub, "show", "one contact with its state in each campaign",
+              lambda a: CtlRequest("contacts.show", {"contact_id": a.contact_id},
+                                   lambda r, _: _print_json(r)))  # fmt: skip
+    p.add_argument("contact_id", type=_int)
     p = _leaf(csub, "export", "write a list with each contact's latest result",
               lambda a: CtlRequest("contacts.export", {"list": a.list, "file": _abs(a.file)},
                                    _show_exported))  # fmt: skip

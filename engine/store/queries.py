@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     RowMapping,
     and_,
+    bindparam,
     exists,
     func,
     insert,
@@ -26,14 +27,17 @@ from engine.store.contactdb import (
     existing_numbers,
     prepare_list,
 )
+from engine.store.dialorder import SortSpec, is_dynamic, sort_key, spec_of
 from engine.store.schema import (
     UTCDateTime,
     attempts,
+    bulk_insert,
     campaign_contacts,
     campaigns,
     contact_lists,
     contact_phones,
     contacts,
+    driver_value,
 )
 from engine.store.types import INTERRUPTED, READY, WAITING, AttemptIntent, DialCandidate
 
@@ -59,6 +63,7 @@ class CampaignIds:
 
     def __init__(self) -> None:
         self._ids: dict[str, tuple[int, int]] = {}
+        self._specs: dict[int, SortSpec] = {}
 
     def get(self, conn: Connection, name: str) -> tuple[int, int]:
         found = self._ids.get(name)
@@ -71,8 +76,18 @@ class CampaignIds:
             found = self._ids[name] = (int(row[0]), int(row[1]))
         return found
 
+    def spec(self, conn: Connection, cid: int) -> SortSpec:
+        """The campaign's `sort:` keys, from its stored definition (() for none)."""
+        found = self._specs.get(cid)
+        if found is None:
+            query = select(campaigns.c.definition).where(campaigns.c.id == cid)
+            text = conn.execute(query).scalar()
+            found = self._specs[cid] = spec_of(json.loads(text or "{}"))
+        return found
+
     def forget(self, name: str) -> None:
         self._ids.pop(name, None)
+        self._specs.clear()  # by id; upserts are rare
 
 
 # ------------------------------------------------------------------- lists
@@ -172,12 +187,13 @@ def _phone_names(conn: Connection, lid: int, count: int) -> list[str]:
 
 def _enrol(conn: Connection, lid: int, contact_id: int, now: datetime) -> None:
     """A contact added to a list joins the list's campaigns still under way."""
-    for cid in conn.execute(
-        select(campaigns.c.id).where(
+    for cid, definition in conn.execute(
+        select(campaigns.c.id, campaigns.c.definition).where(
             campaigns.c.list_id == lid, campaigns.c.state.in_(("running", "paused", "stopped"))
         )
-    ).scalars():
-        _sync_range(conn, cid, lid, contact_id, contact_id, now)
+    ).all():
+        spec = spec_of(json.loads(definition or "{}"))
+        _sync_range(conn, cid, lid, contact_id, contact_id, now, spec)
 
 
 def contact(conn: Connection, contact_id: int) -> dict[str, Any]:
@@ -205,6 +221,8 @@ def contact(conn: Connection, contact_id: int) -> dict[str, Any]:
             cc.next_attempt_at,
             cc.last_result,
             cc.skip_reason,
+            cc.priority,
+            cc.last_attempt_at,
             cc.updated_at,
         )
         .join(campaigns, campaigns.c.id == cc.campaign_id)
@@ -304,9 +322,14 @@ def contact_id_range(conn: Connection, lid: int) -> tuple[int, int] | None:
     return None if low is None else (int(low), int(high))
 
 
-def _sync_range(conn: Connection, cid: int, lid: int, low: int, high: int, now: datetime) -> int:
+def _sync_range(
+    conn: Connection, cid: int, lid: int, low: int, high: int, now: datetime,
+    spec: SortSpec = (),
+) -> int:  # fmt: skip
     """campaign_contacts rows (pending) for the list's contacts with ids in
-    [low, high] that have none yet."""
+    [low, high] that have none yet; with a `sort:`, each with its key."""
+    if spec:
+        return _sync_sorted(conn, cid, lid, low, high, now, spec)
     source = select(
         literal(cid),
         contacts.c.id,
@@ -339,11 +362,64 @@ def _sync_range(conn: Connection, cid: int, lid: int, low: int, high: int, now: 
     return max(result.rowcount, 0)
 
 
+_ENROL_COLUMNS = ("campaign_id", "contact_id", "state", "attempts", "priority", "position",
+                  "dial_queue", "updated_at", "sort_key")  # fmt: skip
+
+
+def _sync_sorted(
+    conn: Connection, cid: int, lid: int, low: int, high: int, now: datetime, spec: SortSpec
+) -> int:
+    """_sync_range for a sorted campaign: the keys need the attributes, in Python."""
+    rows = conn.execute(
+        select(
+            contacts.c.id, contacts.c.priority, contacts.c.position, contacts.c.attributes
+        ).where(
+            contacts.c.list_id == lid,
+            contacts.c.id.between(low, high),
+            ~exists().where(and_(cc.campaign_id == cid, cc.contact_id == contacts.c.id)),
+        )
+    ).all()
+    stamp = driver_value(conn, cc.updated_at, now)
+    bulk_insert(conn, campaign_contacts, _ENROL_COLUMNS, [
+        (cid, r[0], "pending", 0, r[1], r[2], READY, stamp,
+         sort_key(spec, json.loads(r[3] or "{}")))
+        for r in rows
+    ])  # fmt: skip
+    return len(rows)
+
+
+def rekey(conn: Connection, cid: int, spec: SortSpec, where: Any) -> int:
+    """Recompute the sort keys of the campaign's rows matching `where`."""
+    rows = conn.execute(
+        select(cc.contact_id, cc.attempts, cc.last_attempt_at, cc.last_result,
+               contacts.c.attributes)
+        .join(contacts, contacts.c.id == cc.contact_id)
+        .where(cc.campaign_id == cid, where)
+    ).all()  # fmt: skip
+    if rows:
+        conn.execute(
+            update(campaign_contacts)
+            .where(cc.campaign_id == cid, cc.contact_id == bindparam("b_contact"))
+            .values(sort_key=bindparam("b_key")),
+            [{"b_contact": r[0],
+              "b_key": sort_key(spec, json.loads(r[4] or "{}"), r[1], r[2], r[3])}
+             for r in rows],
+        )  # fmt: skip
+    return len(rows)
+
+
 def sync_range(
     conn: Connection, ids: CampaignIds, name: str, low: int, high: int, now: datetime
 ) -> int:
     cid, lid = ids.get(conn, name)
-    return _sync_range(conn, cid, lid, low, high, now)
+    return _sync_range(conn, cid, lid, low, high, now, ids.spec(conn, cid))
+
+
+def rekey_range(conn: Connection, ids: CampaignIds, name: str, low: int, high: int) -> int:
+    """The sort keys of the campaign's contacts with ids in [low, high] (after its
+    `sort:` changed)."""
+    cid, _ = ids.get(conn, name)
+    return rekey(conn, cid, ids.spec(conn, cid), cc.contact_id.between(low, high))
 
 
 # Retries moved to READY per transaction: a backlog of a million (a campaign
@@ -360,8 +436,9 @@ def due_contacts(
     exclude: Collection[int],
 ) -> list[DialCandidate] | None:
     """Pending contacts, and retries whose time has come, in dialling order:
-    priority DESC, position ASC; None if the caller must ask again (a backlog
-    of due retries is being moved, one slice per call).
+    priority DESC, the campaign's sort key (dialorder.py), position ASC;
+    None if the caller must ask again (a backlog of due retries is being
+    moved, one slice per call).
 
     Called every ~100 ms on campaigns of a million contacts, so it must cost
     O(limit), whatever the mix of states. Each row carries a dial queue
@@ -384,7 +461,7 @@ def due_contacts(
             cc.dial_queue == READY,
             or_(cc.state == "pending", cc.next_attempt_at <= now),
         )
-        .order_by(cc.priority.desc(), cc.position)
+        .order_by(cc.priority.desc(), cc.sort_key, cc.position)
         .limit(limit)
     )
     if exclude:
@@ -447,6 +524,11 @@ def create_attempt(conn: Connection, ids: CampaignIds, intent: AttemptIntent) ->
             created_at=intent.created_at,
         )
     )
+    conn.execute(
+        update(campaign_contacts)
+        .where(cc.campaign_id == cid, cc.contact_id == intent.contact_id)
+        .values(last_attempt_at=intent.created_at)
+    )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
@@ -470,6 +552,9 @@ def set_contact_state(
         .where(cc.campaign_id == cid, cc.contact_id == contact_id)
         .values(**values)
     )
+    spec = ids.spec(conn, cid)
+    if is_dynamic(spec):  # attempts, last_attempt_at, last_result: as results come in
+        rekey(conn, cid, spec, cc.contact_id == contact_id)
 
 
 def reconcile_in_flight(conn: Connection, now: datetime) -> list[dict[str, Any]]:

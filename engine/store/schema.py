@@ -67,6 +67,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# Compared bytewise (dialorder.py): SQLite's default BINARY collation, "C" in PostgreSQL.
+SortKeyText = Text().with_variant(Text(collation="C"), "postgresql")
+
 metadata = MetaData()
 
 contact_lists = Table(
@@ -140,6 +143,10 @@ campaign_contacts = Table(
     # before its time), IDLE (in flight or finished): see queries.due_contacts.
     Column("dial_queue", SmallInteger, nullable=False, server_default="2"),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The campaign's `sort:` as one key (migration 0005; dialorder.py), and
+    # the time of the contact's last attempt in this campaign.
+    Column("sort_key", SortKeyText, nullable=False, server_default=""),
+    Column("last_attempt_at", UTCDateTime),
     Index("ix_campaign_contacts_due", "campaign_id", "state", "next_attempt_at"),
     Index("ix_campaign_contacts_waiting", "campaign_id", "dial_queue", "next_attempt_at"),
     Index("ix_campaign_contacts_contact", "contact_id"),
@@ -191,13 +198,15 @@ attempts = Table(
     Index("ix_attempts_contact", "contact_id"),
 )
 
-# Contacts ready to dial, in dialling order (priority DESC, position ASC): the
-# index itself is in that order, so LIMIT n stops after n entries.
+# Contacts ready to dial, in dialling order (priority DESC, the sort key,
+# position ASC): the index itself is in that order, so LIMIT n stops after n
+# entries.
 Index(
     "ix_campaign_contacts_ready",
     campaign_contacts.c.campaign_id,
     campaign_contacts.c.dial_queue,
     campaign_contacts.c.priority.desc(),
+    campaign_contacts.c.sort_key,
     campaign_contacts.c.position,
 )
 # Attempts still open: what reconciliation after a crash looks for (partial,
@@ -317,8 +326,11 @@ dnc_entries = Table(
 # The compliance ledger (migration 0004): append-only. Every call placed (with
 # the contact's local time), skip, deferral, abandon, opt-out and DNC entry,
 # each naming the rule that applied and what wrote it. The migration (and
-# create_all, below) add triggers that refuse UPDATE and DELETE.
-LEDGER_KINDS = ("call_placed", "skip", "deferral", "abandon", "opt_out", "dnc_added")
+# create_all, below) add triggers that refuse UPDATE and DELETE. A campaign
+# rule's change to a contact (`set`, `priority`, `move_to`) is a rule_action.
+LEDGER_KINDS = (
+    "call_placed", "skip", "deferral", "abandon", "opt_out", "dnc_added", "rule_action",
+)  # fmt: skip
 
 compliance_ledger = Table(
     "compliance_ledger",

@@ -33,7 +33,8 @@ from sqlalchemy.engine import URL
 
 from engine import contacts as contact_io
 from engine.errors import BadRequest
-from engine.store import agentdb, compliancedb, dnc, queries, reports
+from engine.store import agentdb, compliancedb, dnc, queries, reports, ruledb
+from engine.store.dialorder import spec_of
 from engine.store.phones import PhoneNormalizer
 from engine.store.types import (
     ATTEMPT_TIME_FIELDS,
@@ -249,14 +250,23 @@ class Store:
         self, name: str, list_name: str, definition: Mapping[str, Any]
     ) -> int:
         """Create (state "stopped") or update a campaign; its list is created
-        if new. Conflict if it would switch lists after dialling began."""
+        if new. Conflict if it would switch lists after dialling began. When
+        its `sort` changed, the sort keys of its contacts are recomputed."""
         queries.check_name("campaign", name)
 
-        def work(conn: Connection) -> int:
+        def work(conn: Connection) -> tuple[int, bool]:
             self._ids.forget(name)
-            return queries.upsert_campaign(conn, name, list_name, definition, _utcnow())
+            before = ruledb.stored_spec(conn, name)
+            cid = queries.upsert_campaign(conn, name, list_name, definition, _utcnow())
+            return cid, before is not None and before != spec_of(definition)
 
-        return await self._writer.run(work)
+        cid, resort = await self._writer.run(work)
+        if resort:
+            span = await self._writer.run(partial(ruledb.enrolled_range, ids=self._ids, name=name))
+            for low in range(span[0], span[1] + 1, _SYNC_CHUNK) if span else ():
+                await self._writer.run(partial(queries.rekey_range, ids=self._ids, name=name,
+                                               low=low, high=low + _SYNC_CHUNK - 1))  # fmt: skip
+        return cid
 
     async def campaign(self, name: str) -> dict[str, Any]:
         rows = await self._writer.run(partial(queries.campaign_rows, name=name))
@@ -392,6 +402,26 @@ class Store:
             ),
             f"set_contact_state {campaign}/{contact_id}",
         )
+
+    # Campaign rules (ruledb.py): queued for the next group commit, like the state.
+
+    def set_contact_columns(self, contact_id: int, columns: Mapping[str, str | None]) -> None:
+        """Write the contact's columns (None removes one): a rule's `set`."""
+        work = partial(ruledb.set_columns, ids=self._ids, contact_id=contact_id,
+                       columns=dict(columns), now=_utcnow())  # fmt: skip
+        self._writer.write(work, f"set_contact_columns {contact_id}")
+
+    def set_contact_priority(self, campaign: str, contact_id: int, priority: int) -> None:
+        """The contact's priority in one campaign: a rule's `priority`."""
+        work = partial(ruledb.set_priority, ids=self._ids, name=campaign, contact_id=contact_id,
+                       priority=priority, now=_utcnow())  # fmt: skip
+        self._writer.write(work, f"set_contact_priority {campaign}/{contact_id}")
+
+    def move_contact(self, campaign: str, contact_id: int, target: str, reason: str) -> None:
+        """The contact leaves `campaign` (done) for `target` (same list): a rule's `move_to`."""
+        work = partial(ruledb.move_contact, ids=self._ids, name=campaign, contact_id=contact_id,
+                       target=target, reason=reason, now=_utcnow())  # fmt: skip
+        self._writer.write(work, f"move_contact {campaign}/{contact_id} -> {target}")
 
     async def reconcile_in_flight(self, now: datetime) -> list[dict[str, Any]]:
         """After a crash: attempts without an end become "interrupted" (ended

@@ -737,7 +737,8 @@ class AgentCampaignRunner(CampaignRunner):
         now: datetime,
     ) -> tuple[str, datetime | None]:  # fmt: skip
         """The campaign's after_wrapup rules on the agent's code (and the call's
-        counts, this call included): a retry time, uncallable, a DNC list."""
+        counts, this call included): a retry time, uncallable, a move to
+        another campaign, a DNC list."""
         rules = self.cfg.rules
         if not any(r.when == "after_wrapup" for r in rules.rules):
             return state, when
@@ -757,6 +758,9 @@ class AgentCampaignRunner(CampaignRunner):
             self.store.set_contact_state(self.name, call.contact_id, state="failed",
                                          skip_reason=why)  # fmt: skip
             return "failed", None
+        if decision.move_to is not None:
+            self._move_to(call.contact_id, decision.move_to)
+            return "done", None
         if decision.retry_in_s is not None:
             if len(history) >= self.cfg.max_attempts:
                 return "done", None

@@ -15,6 +15,7 @@ from engine.bus import EventBus
 from engine.campaign_config import (
     CampaignConfig,
     campaign_definition,
+    check_moves,
     load_campaign,
     load_campaigns,
 )
@@ -223,6 +224,10 @@ class CampaignManager:
             if cfg.with_agents:
                 agent_campaigns.add(cfg.name)
             check_queues(cfg.ivr, has_agents=cfg.with_agents, agent_campaigns=agent_campaigns)
+        known = {name: r.cfg for name, r in self.runners.items()}
+        error = check_moves({**known, cfg.name: cfg}).get(cfg.name)
+        if error is not None:  # its move_to targets are the campaigns loaded now
+            raise error
         await self._install(cfg)
         self.bus.publish("campaign.loaded", campaign=cfg.name, file=str(path))
         return cfg.name

@@ -36,6 +36,7 @@ from engine.compliance.locate import LocateError, zone
 from engine.compliance.rules import RuleContext, after_context, rule_context
 from engine.store import AttemptIntent, DialCandidate
 from engine.store.types import INTERRUPTED
+from engine.voice import rule_actions
 from engine.voice.flows import Analysis, EarlyMediaWatch, answered_flow
 from engine.voice.ivr import MissingColumn
 from engine.voice.ivr_calls import (
@@ -319,6 +320,7 @@ class CampaignRunner:
             return []
         ctx = rule_context(local_now, candidate.attributes, history, allowed[0])
         decision = cfg.rules.before_call(ctx)
+        rule_actions.apply_before(self.store, self.name, candidate, decision)
         if decision.skip_reason is not None:
             self._skip(candidate, f"campaign rule: {decision.skip_reason}", "rules")
             return []
@@ -574,7 +576,8 @@ class CampaignRunner:
         when: datetime | None, now: datetime,
     ) -> tuple[str, datetime | None]:  # fmt: skip
         """The after_call rules on this call's result: a retry time, uncallable,
-        the number on a DNC list; else the campaign's retry table decides."""
+        a move to another campaign, the number on a DNC list; else the
+        campaign's retry table decides."""
         base = live.rule_ctx
         if base is None or not self.cfg.rules:
             return state, when
@@ -589,11 +592,17 @@ class CampaignRunner:
             self.store.set_contact_state(self.name, live.contact_id, state="failed",
                                          skip_reason=why)  # fmt: skip
             return "failed", None
+        if decision.move_to is not None:
+            self._move_to(live.contact_id, decision.move_to)
+            return "done", None
         if decision.retry_in_s is not None:
             if attempts >= self.cfg.max_attempts:
                 return "failed", None
             return "retry", now + timedelta(seconds=decision.retry_in_s)
         return state, when
+
+    def _move_to(self, contact_id: int, target: str) -> None:
+        rule_actions.move_to(self.store, self.bus, self.name, contact_id, target)
 
     def _early_verdict(self, live: LiveCall, result: CallResult, why: str) -> None:
         """A tone in early media settled the call before any answer: record

@@ -97,3 +97,98 @@ def test_filter_caller_id_retry_rule_and_number_limit(tmp_path: Path) -> None:
     export = out.read_text()
     assert "not in the campaign's filter" in export
     assert export.count("attempt limit: limits.per_contact.per_day") == 2, export
+
+
+SORTED = """\
+name: sorted
+channel: voice
+mode: agentless
+contact_list: sorted-list
+trunk: carrier
+caller_id: "+12125550100"
+lines: 1
+ring_timeout: 15
+max_duration: 10
+max_attempts: 2
+prompt: long.wav
+retry:
+  unavailable: 1s
+sort: [attempts, {column: balance, order: desc}]
+rules:
+  - when: before_call
+    if: "segment == 'vip'"
+    then: {priority: 5, set: {stage: called, promo: null}}
+  - when: after_call
+    if: "result == 'busy'"
+    then: {move_to: followup}
+"""
+FOLLOWUP = """\
+name: followup
+channel: voice
+mode: agentless
+contact_list: sorted-list
+trunk: carrier
+lines: 1
+prompt: long.wav
+"""
+U, T, Q, S, P = "+12125557019", "+12125557009", "+12125557001", "+12125557005", "+12125557000"
+SORTED_ROWS = [  # list order is the reverse of the dialling order
+    ("p", P, "10", "std", ""),  # answers (a 2.5 s prompt)
+    ("s", S, "100", "std", ""),  # busy: moved to followup
+    ("q", Q, "300", "std", ""),  # answers
+    ("t", T, "500", "vip", "spring"),  # unavailable: priority 5 and its columns set
+    ("u", U, "999", "std", ""),  # unavailable: retried after every first attempt
+]
+
+
+@pytest.mark.timeout(120)
+def test_sort_priority_set_and_move_to_through_the_dial_loop(tmp_path: Path) -> None:
+    """One line, so the INVITEs' order is the dialling order: by balance first
+    (u, t, q); while q's 2.5 s call runs, u and t become due again; t's rule
+    priority puts it first, and the dynamic `attempts` key puts u (highest
+    balance) behind s and p, which were never attempted. s is busy and moves."""
+    prompt = tmp_path / "long.wav"
+    prompt.write_bytes(encode_wav((np.ones(20000) * 2000).astype(np.int16)))
+    contacts = tmp_path / "contacts.csv"
+    contacts.write_text("id,phone,balance,segment,promo\n"
+                        + "".join(",".join(r) + "\n" for r in SORTED_ROWS))  # fmt: skip
+    tone = make_tone(tmp_path / "hello.ul", 700, 0.5)
+    sipp = start_carrier(tmp_path, tone, None)
+    daemon = Daemon(tmp_path, sipp.port, SORTED, prompt)
+    (tmp_path / "campaigns" / "followup.yaml").write_text(FOLLOWUP)
+    daemon.start()
+    try:
+        daemon("contacts.import", list="sorted-list", file=str(contacts))
+        daemon("campaign.start", name="sorted")
+        deadline = time.monotonic() + 60
+        while daemon("campaign.show", name="sorted")["state"] != "completed":
+            assert time.monotonic() < deadline, daemon("campaign.show", name="sorted")
+            time.sleep(0.25)
+        attempts = daemon("report.attempts", campaign="sorted")
+        followup = daemon("campaign.show", name="followup")["progress"]
+        ids = {a["number"]: a["contact_id"] for a in attempts}
+        shown = {n: daemon("contacts.show", contact_id=ids[n]) for n in (T, S)}
+        out = tmp_path / "export.csv"
+        daemon("contacts.export", list="sorted-list", file=str(out))
+        assert daemon.stop() == 0
+    finally:
+        daemon.stop()
+        sipp.stop()
+    order = [a["number"] for a in attempts]
+    assert order == [U, T, Q, T, S, P, U], order
+    invites = sipp_invites(tmp_path / "sipp-messages.log")
+    firsts = sorted((times[0], n) for n, times in invites.items())
+    assert [n for _, n in firsts] == [U, T, Q, S, P]  # SIPp saw them in that order
+    # priority: t's row in this campaign; set: its columns (promo removed)
+    (t_row,) = (r for r in shown[T]["campaigns"] if r["campaign"] == "sorted")
+    assert t_row["priority"] == 5
+    assert shown[T]["attributes"] == {"balance": "500", "segment": "vip", "stage": "called"}
+    # move_to: done here with the reason, pending in followup (never started;
+    # a campaign of the list, so the import enrolled the list there already)
+    rows = {r["campaign"]: r for r in shown[S]["campaigns"]}
+    assert (rows["sorted"]["state"], rows["sorted"]["last_result"]) == ("done", "busy")
+    assert rows["sorted"]["skip_reason"] == "moved to followup (campaign rule)"
+    assert rows["followup"]["state"] == "pending", rows
+    assert followup["pending"] == len(SORTED_ROWS), followup
+    export = out.read_text().splitlines()
+    assert "stage" in export[0].split(","), export[0]

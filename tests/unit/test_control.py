@@ -963,7 +963,7 @@ def test_registry_covers_the_issue() -> None:
     expected = {
         "status", "campaign.list", "campaign.show", "campaign.load", "campaign.start",
         "campaign.pause", "campaign.resume", "campaign.stop", "contacts.import",
-        "contacts.add", "contacts.export", "dnc.add", "dnc.remove", "dnc.check",
+        "contacts.add", "contacts.show", "contacts.export", "dnc.add", "dnc.remove", "dnc.check",
         "dnc.import", "dnc.lists", "dnc.create", "dnc.export", "compliance.report",
         "report.summary", "report.attempts", "report.abandons",
         "agent.login", "agent.logout", "agent.add", "agent.remove", "agent.ready", "agent.not_ready", "agent.hangup",
