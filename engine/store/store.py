@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL
 
 from engine import contacts as contact_io
 from engine.errors import BadRequest
-from engine.store import agentdb, compliancedb, dnc, queries, reports
+from engine.store import agentdb, amdsampledb, compliancedb, dnc, queries, reports
 from engine.store.phones import PhoneNormalizer
 from engine.store.types import (
     ATTEMPT_TIME_FIELDS,
@@ -583,6 +583,45 @@ class Store:
             partial(compliancedb.report, campaign=campaign, since=since, until=until,
                     now=_utcnow())
         )  # fmt: skip
+
+    # ---------------------------------------------------------- AMD samples
+
+    def add_amd_sample(self, **values: Any) -> None:
+        """Queue a recorded AMD sample (campaign, attempt_id, number, path,
+        recorded_at) for the next group commit."""
+        _aware("recorded_at", values["recorded_at"])
+        self._writer.write(partial(amdsampledb.add_sample, values=values), "amd_sample")
+
+    async def amd_samples(
+        self, campaign: str, unmarked: bool = False, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A campaign's AMD samples, unmarked first (see amdsampledb)."""
+        return await self._writer.run(
+            partial(amdsampledb.samples_of, campaign=campaign, unmarked=unmarked, limit=limit)
+        )
+
+    async def mark_amd_sample(self, attempt_id: int, mark: str, by: str) -> dict[str, Any]:
+        """Mark an attempt's sample person or machine (again: re-marked), with
+        an `amd_mark` ledger row in the same transaction. BadRequest for a bad
+        mark or name, NotFound for an attempt without a sample."""
+        mark, by = amdsampledb.check_mark(mark, by)
+
+        def work(conn: Connection) -> dict[str, Any]:
+            now = _utcnow()
+            sample = amdsampledb.mark_sample(conn, attempt_id, mark, by, now)
+            detail = {"attempt_id": attempt_id, "mark": mark, "previous": sample["previous"],
+                      "path": sample["path"]}  # fmt: skip
+            row = compliancedb.ledger_row("amd_mark", {
+                "at": now, "campaign": sample["campaign"], "number": sample["number"],
+                "rule": amdsampledb.FP_RULE, "detail": detail, "source": f"operator:{by}",
+            }, now)  # fmt: skip
+            compliancedb.append(conn, [row])
+            return sample
+
+        return await self._writer.run(work)
+
+    async def amd_mark_counts(self, campaign: str) -> dict[str, int]:
+        return await self._writer.run(partial(amdsampledb.mark_counts, campaign=campaign))
 
     # --------------------------------------------------------------- agents
 

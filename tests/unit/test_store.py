@@ -75,7 +75,8 @@ async def test_open_creates_the_directory_in_wal_mode_at_head(tmp_path: Path) ->
     head = revisions[-1].split("_")[0]  # every migration applied, up to the newest
     assert peek(tmp_path, "SELECT version_num FROM alembic_version") == [(head,)]
     assert revisions == [
-        "0001_initial.py", "0002_call_analysis.py", "0003_agents.py", "0004_compliance.py"
+        "0001_initial.py", "0002_call_analysis.py", "0003_agents.py", "0004_compliance.py",
+        "0005_amd_samples.py",
     ]  # fmt: skip
 
 
