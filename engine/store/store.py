@@ -547,7 +547,8 @@ class Store:
     def ledger(self, kind: str, **fields: Any) -> None:
         """Queue a compliance ledger row for the next group commit (in order
         with update_attempt and the rest; fire and forget). `kind`: one of
-        call_placed, skip, deferral, abandon, opt_out, dnc_added. Fields:
+        call_placed, skip, deferral, abandon, opt_out, dnc_added, amd_mark
+        (written by mark_amd_sample). Fields:
         source (required: dialer, ivr, agent:ID, sms, email, import,
         operator), at (default now), campaign, contact_id, number, rule (the
         rule or statute), detail (a JSON-able mapping), local_time (the
