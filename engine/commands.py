@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import agent_commands as ac
+from engine import amd_commands as amd
 from engine import media_commands as mc
 from engine.campaign_config import DEFAULT_DNC_LIST, DEFAULT_OPTOUT_LIST
 from engine.config import ConfigError
@@ -612,6 +613,15 @@ COMMANDS: dict[str, Command] = _commands(
         Arg("since", "str", help="from: ISO-8601 time or a duration back (30d)"),
         Arg("until", "str", help="to: ISO-8601 time or a duration back (default now)"),
     ), "abandon rate per legal window, hours, 72 h repeats, skips, opt-outs"),
+    Command("compliance.amd_samples", amd.amd_samples, (
+        Arg("campaign", "str", True), Arg("unmarked", "bool", help="only unmarked samples"),
+        Arg("limit", "int", help="at most this many"),
+    ), "a campaign's recorded AMD samples, unmarked first"),
+    Command("compliance.amd_mark", amd.amd_mark, (
+        Arg("attempt", "int", True, "the attempt id of the sample"),
+        Arg("mark", "str", True, "person or machine"),
+        Arg("by", "str", True, "the operator's name"),
+    ), "mark an AMD sample person (a false positive) or machine"),
     Command("report.summary", report_summary, (Arg("campaign", "str", True),),
             "results summary of a campaign"),
     Command("report.attempts", report_attempts,

@@ -450,9 +450,10 @@ class LogConfig:
 
 @dataclass(frozen=True, slots=True)
 class DaemonConfig:
-    """The daemon's config file. Relative `store_url` and `control_socket` paths are
-    relative to the working directory; `campaigns_dir` and `prompts_dir` to the
-    config file's directory (already resolved here)."""
+    """The daemon's config file. Relative `store_url`, `control_socket`,
+    `tts_cache` and `amd_samples` paths are relative to the working directory;
+    `campaigns_dir` and `prompts_dir` to the config file's directory (already
+    resolved here)."""
 
     path: Path
     trunks: dict[str, TrunkConfig]
@@ -472,12 +473,13 @@ class DaemonConfig:
     # trunk is on a loopback address (a test rig with a simulated carrier).
     legal_hours: str = "enforce"
     tts_cache: Path = Path("var/tts")  # rendered IVR prompts, by (engine, voice, text)
+    amd_samples: Path = Path("var/amd-samples")  # recorded AMD samples, by campaign
 
 
 _DAEMON_FIELDS = {
     "trunks", "store_url", "control_socket", "sip_host", "sip_port", "rtp_ports",
     "campaigns_dir", "prompts_dir", "log", "shutdown_grace", "agents", "registrar",
-    "compliance", "tts_cache",
+    "compliance", "tts_cache", "amd_samples",
 }  # fmt: skip
 _HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 # sockaddr_un.sun_path holds 108 bytes on Linux, including the terminating NUL.
@@ -587,6 +589,7 @@ def load_config(path: str | Path) -> DaemonConfig:
         registrar=_registrar(top),
         legal_hours=_legal_hours(top, trunks),
         tts_cache=Path(top.text("tts_cache") or "var/tts"),
+        amd_samples=Path(top.text("amd_samples") or "var/amd-samples").expanduser(),
     )
 
 

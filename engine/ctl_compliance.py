@@ -1,10 +1,13 @@
 """`outdial ctl compliance report`: the compliance report for people (a
 table per legal window, then each finding), as JSON, or the windows as CSV
-(see `engine.ctl`; the report itself is `engine.store.compliancedb.report`)."""
+(see `engine.ctl`; the report itself is `engine.store.compliancedb.report`).
+`compliance samples` and `compliance mark`: the recorded AMD sample an
+operator marks (engine.amd_commands)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,9 +69,23 @@ def format_compliance(r: Mapping[str, Any]) -> str:
     out += _counts("opt-outs by source", r["opt_outs"], "source")
     if r.get("opt_outs_without_campaign"):
         out.append(f"opt-outs recorded without a campaign: {r['opt_outs_without_campaign']}")
+    fp = r.get("amd_false_positive")
+    if fp is not None:
+        out.append(_fp_line(fp))
     out += [f"note: {n}" for n in r.get("notes", [])]
     out.append("result: " + ("OK" if r["ok"] else "NOT OK"))
     return "\n".join(out)
+
+
+def _fp_line(fp: Mapping[str, Any]) -> str:
+    interval = fp.get("interval_95")
+    within = f", 95% interval {_percent(interval[0])}-{_percent(interval[1])}" if interval else ""
+    applied = "" if fp.get("applied", True) else " (not applied: not a UK campaign)"
+    return (
+        f"AMD false-positive rate: {_percent(fp['rate'])} ({fp['source']}){applied}; "
+        f"marked samples: {fp['marked']} ({fp['person']} person, {fp['machine']} machine"
+        f"{within}), {fp['unmarked']} unmarked; the sample is used from {fp['min_marks']} marks"
+    )
 
 
 def show_compliance(result: Any, args: argparse.Namespace) -> None:
@@ -78,16 +95,61 @@ def show_compliance(result: Any, args: argparse.Namespace) -> None:
         case "json":
             _print_json(result)
         case "csv":
-            print(format_csv([{"campaign": result["campaign"], **w} for w in result["windows"]]))
+            source = (result.get("amd_false_positive") or {}).get("source")
+            print(format_csv([{"campaign": result["campaign"], **w,
+                               "amd_false_positive_source": source}
+                              for w in result["windows"]]))  # fmt: skip
         case _:
             print(format_compliance(result))
 
 
+_SAMPLE_COLUMNS = ("attempt_id", "number", "recorded_at", "mark", "marked_by", "marked_at", "path")
+
+
+def format_samples(result: Mapping[str, Any]) -> str:
+    """A campaign's AMD samples: the counts, then one row per sample."""
+    from engine.ctl import format_table
+
+    c = result["counts"]
+    marked = c["person"] + c["machine"]
+    head = (
+        f"AMD samples of {result['campaign']}: {c['unmarked']} unmarked, {marked} marked "
+        f"({c['person']} person, {c['machine']} machine); the estimate replaces the "
+        f"configured rate from {result['min_marks']} marks"
+    )
+    return "\n".join([head, "", format_table(result["samples"], _SAMPLE_COLUMNS)])
+
+
+def show_samples(result: Any, args: argparse.Namespace) -> None:
+    from engine.ctl import _print_json, format_csv
+
+    match args.format:
+        case "json":
+            _print_json(result)
+        case "csv":
+            print(format_csv(result["samples"]))
+        case _:
+            print(format_samples(result))
+
+
+def show_mark(result: Any, _args: argparse.Namespace) -> None:
+    again = f" (was {result['previous']})" if result.get("previous") else ""
+    print(f"attempt {result['attempt_id']} ({result['number']}, {result['campaign']}): "
+          f"{result['mark']}{again}, marked by {result['marked_by']}")  # fmt: skip
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return ""
+
+
 def add_compliance_parsers(sub: SubParsers) -> None:
     """`outdial ctl compliance report CAMPAIGN [--from T] [--to T] [--format F]`."""
-    from engine.ctl import CtlRequest, _drop_none, _leaf
+    from engine.ctl import CtlRequest, _drop_none, _leaf, _positive_int
 
-    group = sub.add_parser("compliance", help="compliance: report")
+    group = sub.add_parser("compliance", help="compliance: report, AMD samples")
     csub = group.add_subparsers(dest="ctl_action", required=True, metavar="ACTION")
     p = _leaf(csub, "report", "abandon rate per legal window, calling hours, 72 h repeats, "
               "skips, deferrals, opt-outs",
@@ -100,3 +162,18 @@ def add_compliance_parsers(sub: SubParsers) -> None:
                    "campaign's creation")  # fmt: skip
     p.add_argument("--to", dest="until", metavar="T", help="ISO-8601 date or time (default now)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p = _leaf(csub, "samples", "the recorded AMD samples of a campaign, unmarked first",
+              lambda a: CtlRequest("compliance.amd_samples", _drop_none(
+                  campaign=a.campaign, unmarked=a.unmarked or None, limit=a.limit),
+                  show_samples))  # fmt: skip
+    p.add_argument("campaign")
+    p.add_argument("--unmarked", action="store_true", help="only samples not marked yet")
+    p.add_argument("--limit", type=_positive_int, help="at most this many")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p = _leaf(csub, "mark", "mark an AMD sample: person (AMD was wrong) or machine",
+              lambda a: CtlRequest("compliance.amd_mark", {
+                  "attempt": a.attempt, "mark": a.mark, "by": a.by or _operator()},
+                  show_mark))  # fmt: skip
+    p.add_argument("attempt", type=_positive_int, help="the attempt id of the sample")
+    p.add_argument("mark", help="person or machine")
+    p.add_argument("--by", metavar="NAME", help="the operator (default: your login name)")

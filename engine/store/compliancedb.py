@@ -10,7 +10,8 @@ The report reads the abandon ledger (`abandons`), the attempts and this
 ledger, per legal window: 47 CFR 64.1200(a)(7) measures a US campaign's
 abandon rate over 30 days; Ofcom's statement on persistent misuse (2016,
 para. A1.22) a UK campaign's over 24 hours, counting an estimate of AMD
-false positives.
+false positives (from the operator-marked sample once it is big enough, see
+amdsampledb; else the configured rate).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, func, or_, select
 
 from engine.errors import BadRequest, NotFound
+from engine.store import amdsampledb
 from engine.store.queries import iso
 from engine.store.schema import LEDGER_KINDS, abandons, attempts, campaigns, compliance_ledger
 
@@ -189,7 +191,8 @@ def report(
     jurisdiction = _jurisdiction(definition)
     span = WINDOWS.get(jurisdiction, WINDOWS["us"])
     notes: list[str] = []
-    fp_rate = _false_positive_rate(definition, jurisdiction, notes)
+    fp = _false_positive(conn, campaign, definition, jurisdiction, notes)
+    fp_rate = fp.rate if jurisdiction == "uk" else Decimal(0)
     facts = _Facts(conn, cid, campaign, since, until)
     windows = []
     start = since
@@ -212,7 +215,8 @@ def report(
         "calls_placed": len(facts.placed), "calls_outside_hours": len(outside),
         "outside_hours": [{**p, "at": p["at"].isoformat()} for p in outside[:_LISTED]],
         "repeat_calls_72h": len(facts.repeats), "repeat_calls": facts.repeats[:_LISTED],
-        **by_kind, "notes": notes,
+        **by_kind, "amd_false_positive": {**fp.as_dict(), "applied": jurisdiction == "uk"},
+        "notes": notes,
     }  # fmt: skip
     # The 72-hour rule is Ofcom's: repeats are shown for every campaign but
     # break only a UK campaign's report.
@@ -226,28 +230,39 @@ def _span_text(span: timedelta) -> str:
     return f"{hours}h" if hours < 48 else f"{hours // 24}d"
 
 
-def _false_positive_rate(
-    definition: Mapping[str, Any], jurisdiction: str, notes: list[str]
-) -> Decimal:
+def _false_positive(
+    conn: Connection, campaign: str, definition: Mapping[str, Any], jurisdiction: str,
+    notes: list[str],
+) -> amdsampledb.FalsePositiveEstimate:  # fmt: skip
     """Ofcom counts AMD false positives (people taken for machines and hung up
-    on) as abandons: the campaign's `dialing.amd_false_positive_rate` (a
-    fraction, or a percentage "2%") times the machine verdicts."""
-    if jurisdiction != "uk":
-        return Decimal(0)
+    on) as abandons: a rate times the machine verdicts. The rate is the
+    operator-marked sample's once it has MIN_MARKS marks, else the campaign's
+    `dialing.amd_false_positive_rate` (a fraction, or a percentage "2%").
+    Only a UK campaign's report applies it (and says which in its notes)."""
+    configured, problem = _configured_rate(definition)
+    counts = amdsampledb.mark_counts(conn, campaign)
+    estimate = amdsampledb.FalsePositiveEstimate(
+        counts["person"], counts["machine"], counts["unmarked"], configured
+    )
+    if jurisdiction == "uk":
+        if problem is not None and estimate.source != "sample":
+            notes.append(problem)
+        notes.append(estimate.note())
+    return estimate
+
+
+def _configured_rate(definition: Mapping[str, Any]) -> tuple[Decimal | None, str | None]:
     raw = (definition.get("dialing") or {}).get("amd_false_positive_rate")
     if raw is None:
-        notes.append(
+        return None, (
             "dialing.amd_false_positive_rate is not configured: the AMD false-positive "
             "estimate is 0 (Ofcom expects a reasoned estimate when AMD is used)"
         )
-        return Decimal(0)
     text = str(raw).strip()
     try:
-        value = Decimal(text[:-1]) / 100 if text.endswith("%") else Decimal(text)
+        return Decimal(text[:-1]) / 100 if text.endswith("%") else Decimal(text), None
     except InvalidOperation:
-        notes.append(f"dialing.amd_false_positive_rate {raw!r} is not a rate: estimate 0")
-        return Decimal(0)
-    return value
+        return None, f"dialing.amd_false_positive_rate {raw!r} is not a rate: estimate 0"
 
 
 class _Facts:
@@ -308,6 +323,7 @@ class _Facts:
         return {
             "from": start.isoformat(), "to": end.isoformat(),
             "live_answers": live, "abandons": abandoned, "machines": machines,
+            "amd_false_positive_rate": float(fp_rate),
             "amd_false_positive_estimate": float(estimate),
             "abandon_rate": None if rate is None else round(float(rate), 6),
             "over_limit": rate > LIMIT if rate is not None else abandoned > 0,

@@ -327,9 +327,11 @@ dnc_entries = Table(
 # the contact's local time), skip, deferral, abandon, opt-out and DNC entry,
 # each naming the rule that applied and what wrote it. The migration (and
 # create_all, below) add triggers that refuse UPDATE and DELETE. A campaign
-# rule's change to a contact (`set`, `priority`, `move_to`) is a rule_action.
+# rule's change to a contact (`set`, `priority`, `move_to`) is a rule_action;
+# an operator's mark on an AMD sample (migration 0006) an amd_mark.
 LEDGER_KINDS = (
     "call_placed", "skip", "deferral", "abandon", "opt_out", "dnc_added", "rule_action",
+    "amd_mark",
 )  # fmt: skip
 
 compliance_ledger = Table(
@@ -347,6 +349,28 @@ compliance_ledger = Table(
     Column("local_time", String(40)),  # ISO-8601 with offset, for call_placed
     Index("ix_compliance_ledger_campaign_at", "campaign", "at"),
     Index("ix_compliance_ledger_kind_at", "kind", "at"),
+)
+
+# AMD samples (migration 0006): the first seconds of a share of the calls AMD
+# classified as machines, recorded for an operator to mark as a person or a
+# machine; the marks give Ofcom's AMD false-positive estimate. One per attempt;
+# a re-mark overwrites the mark here, and every mark is also a ledger row.
+AMD_MARKS = ("person", "machine")
+
+amd_samples = Table(
+    "amd_samples",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("campaign", String(200), nullable=False),
+    Column("attempt_id", BigInteger, nullable=False, unique=True),
+    Column("number", String(20), nullable=False),
+    Column("path", Text, nullable=False),  # the WAV file (8 kHz mono PCM16)
+    Column("recorded_at", UTCDateTime, nullable=False),  # the answer
+    Column("mark", String(8)),  # NULL until marked: person or machine
+    Column("marked_by", String(64)),
+    Column("marked_at", UTCDateTime),
+    CheckConstraint("mark IS NULL OR mark IN ('person', 'machine')", name="ck_amd_samples_mark"),
+    Index("ix_amd_samples_campaign_mark", "campaign", "mark"),
 )
 
 APPEND_ONLY_MESSAGE = "compliance_ledger is append-only"

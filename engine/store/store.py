@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL
 
 from engine import contacts as contact_io
 from engine.errors import BadRequest
-from engine.store import agentdb, compliancedb, dnc, queries, reports, ruledb
+from engine.store import agentdb, amdsampledb, compliancedb, dnc, queries, reports, ruledb
 from engine.store.dialorder import spec_of
 from engine.store.phones import PhoneNormalizer
 from engine.store.types import (
@@ -577,7 +577,8 @@ class Store:
     def ledger(self, kind: str, **fields: Any) -> None:
         """Queue a compliance ledger row for the next group commit (in order
         with update_attempt and the rest; fire and forget). `kind`: one of
-        call_placed, skip, deferral, abandon, opt_out, dnc_added. Fields:
+        call_placed, skip, deferral, abandon, opt_out, dnc_added, amd_mark
+        (written by mark_amd_sample). Fields:
         source (required: dialer, ivr, agent:ID, sms, email, import,
         operator), at (default now), campaign, contact_id, number, rule (the
         rule or statute), detail (a JSON-able mapping), local_time (the
@@ -613,6 +614,45 @@ class Store:
             partial(compliancedb.report, campaign=campaign, since=since, until=until,
                     now=_utcnow())
         )  # fmt: skip
+
+    # ---------------------------------------------------------- AMD samples
+
+    def add_amd_sample(self, **values: Any) -> None:
+        """Queue a recorded AMD sample (campaign, attempt_id, number, path,
+        recorded_at) for the next group commit."""
+        _aware("recorded_at", values["recorded_at"])
+        self._writer.write(partial(amdsampledb.add_sample, values=values), "amd_sample")
+
+    async def amd_samples(
+        self, campaign: str, unmarked: bool = False, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A campaign's AMD samples, unmarked first (see amdsampledb)."""
+        return await self._writer.run(
+            partial(amdsampledb.samples_of, campaign=campaign, unmarked=unmarked, limit=limit)
+        )
+
+    async def mark_amd_sample(self, attempt_id: int, mark: str, by: str) -> dict[str, Any]:
+        """Mark an attempt's sample person or machine (again: re-marked), with
+        an `amd_mark` ledger row in the same transaction. BadRequest for a bad
+        mark or name, NotFound for an attempt without a sample."""
+        mark, by = amdsampledb.check_mark(mark, by)
+
+        def work(conn: Connection) -> dict[str, Any]:
+            now = _utcnow()
+            sample = amdsampledb.mark_sample(conn, attempt_id, mark, by, now)
+            detail = {"attempt_id": attempt_id, "mark": mark, "previous": sample["previous"],
+                      "path": sample["path"]}  # fmt: skip
+            row = compliancedb.ledger_row("amd_mark", {
+                "at": now, "campaign": sample["campaign"], "number": sample["number"],
+                "rule": amdsampledb.FP_RULE, "detail": detail, "source": f"operator:{by}",
+            }, now)  # fmt: skip
+            compliancedb.append(conn, [row])
+            return sample
+
+        return await self._writer.run(work)
+
+    async def amd_mark_counts(self, campaign: str) -> dict[str, int]:
+        return await self._writer.run(partial(amdsampledb.mark_counts, campaign=campaign))
 
     # --------------------------------------------------------------- agents
 

@@ -40,6 +40,7 @@ from carriers.sip.transport import CallEvent, CallHandle
 from engine.compliance.rules import rule_context
 from engine.errors import BadRequest, InvalidState, NotFound
 from engine.store import DialCandidate
+from engine.store.amdsampledb import FalsePositiveEstimate
 from engine.voice.agent_flow import AgentAnalysisFlow, ConnectAtAnswer
 from engine.voice.agents import (
     Agent,
@@ -112,6 +113,7 @@ class AgentCampaignRunner(CampaignRunner):
         self.safe_harbor = safe_harbor
         self.pool = pool
         self.stats = PacingStats(ring_timeout_s=cfg.ring_timeout)
+        self._fp_sample: float | None = None  # the marked sample's rate, once big enough
         self.ledger = AbandonWindow(cfg.dialing.abandon_window, self._fp_rate(), start=time.time())
         self.waiting: list[AgentLiveCall] = []
         self.transfers: list[QueueTransfer] = []  # IVR callers holding for an agent
@@ -176,6 +178,9 @@ class AgentCampaignRunner(CampaignRunner):
         window = self.cfg.dialing.abandon_window
         since = utcnow() - timedelta(seconds=window)
         history = await self.store.abandon_window(self.name, since)
+        marks = await self.store.amd_mark_counts(self.name)
+        sample = FalsePositiveEstimate(marks["person"], marks["machine"], marks["unmarked"], None)
+        self._fp_sample = float(sample.rate) if sample.source == "sample" else None
         abandoned = sorted(t.timestamp() for t in history["abandons"])
         lives = sorted(t.timestamp() for t in history["live_answers"])
         ledger = AbandonWindow(
@@ -460,6 +465,7 @@ class AgentCampaignRunner(CampaignRunner):
         live.times["answered"] = utcnow()
         live.answered_loop = asyncio.get_running_loop().time()
         self.store.update_attempt(live.attempt_id, answered_at=live.times["answered"])
+        live.leg.tap = self.samples.at_answer(live.attempt_id, self.cfg.amd)
         loop = asyncio.get_running_loop()
         handle = live.handle
 
@@ -823,9 +829,13 @@ class AgentCampaignRunner(CampaignRunner):
                 self.pool.customer_ended(agent, call, self.cfg.dialing.wrapup_timeout)
 
     def _fp_rate(self) -> float:
-        """Ofcom's estimate of AMD false positives counts only in UK campaigns."""
+        """Ofcom's estimate of AMD false positives counts only in UK campaigns:
+        the operator-marked sample's rate (as loaded at the start) once it has
+        enough marks, else the configured one."""
         d = self.cfg.dialing
-        return d.amd_false_positive_rate if d.jurisdiction == "uk" else 0.0
+        if d.jurisdiction != "uk":
+            return 0.0
+        return self._fp_sample if self._fp_sample is not None else d.amd_false_positive_rate
 
     def _record(self, live: LiveCall, ended: CallEnded) -> None:
         if not isinstance(live, AgentLiveCall) or live.agent_call is None:

@@ -186,6 +186,7 @@ class CampaignManager:
         runner.hours = calling_hours(cfg.hours, str(cfg.file), self.config.legal_hours)
         runner.tts = self.tts if cfg.ivr is None else self._tts()
         runner.queues = self._queue
+        runner.samples.directory = self.config.amd_samples
         runner.state = (await store.campaign(cfg.name))["state"]
         if runner.state == RUNNING:
             runner.state = STOPPED  # resume_running() restarts it after reconcile

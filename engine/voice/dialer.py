@@ -30,6 +30,7 @@ from carriers.sip.events import (
 )
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
+from engine.compliance.amd_sample import AmdSampler
 from engine.compliance.campaign import calling_hours
 from engine.compliance.hours import CALL_LIMIT_WINDOW, Verdict, within_call_limit
 from engine.compliance.locate import LocateError, zone
@@ -140,6 +141,7 @@ class CampaignRunner:
         # The agent campaign whose queue takes this campaign's IVR transfers
         # (`transfer: {queue: NAME}`), set by the campaign manager.
         self.queues: Callable[[str], AgentCampaignRunner | None] = lambda _name: None
+        self.samples = AmdSampler(store)  # the campaign manager sets its directory
 
     @property
     def name(self) -> str:
@@ -191,6 +193,7 @@ class CampaignRunner:
                                       reason="no end within the shutdown grace")  # fmt: skip
             self.store.set_contact_state(self.name, live.contact_id, state="retry",
                                          next_attempt_at=now)  # fmt: skip
+        await self.samples.drain()
 
     async def _wait_calls(self, limit: float) -> None:
         if self.calls:
@@ -514,6 +517,7 @@ class CampaignRunner:
                     live.leg.apply(media)
                 live.times["answered"] = utcnow()
                 self.store.update_attempt(live.attempt_id, answered_at=live.times["answered"])
+                live.leg.tap = self.samples.at_answer(live.attempt_id, self.cfg.amd)
                 handle = live.handle
                 loop = asyncio.get_running_loop()
 
@@ -616,6 +620,9 @@ class CampaignRunner:
         if live.ivr is not None and live.ivr.transfer is not None:
             live.ivr.transfer.customer_ended(self.tel)
         self._record(live, ended)
+        machine = live.analysis.result is CallResult.MACHINE  # keep or drop its AMD sample
+        self.samples.at_end(self.name, live.attempt_id, live.number, machine,
+                            live.times.get("answered"))  # fmt: skip
         self.tel.released(self.cfg.trunk)
         self.tel.close_media(live.leg)
         del self.calls[live.attempt_id]

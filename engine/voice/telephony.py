@@ -77,16 +77,21 @@ class MediaLeg:
 
     `flow` is the answered-call hook: it gets every received 20 ms frame and
     returns the frame to send (or None for comfort silence). Call analysis
-    (AMD, tones) and IVR plug in here; today's flow plays a prompt.
+    (AMD, tones) and IVR plug in here; today's flow plays a prompt. `tap`
+    hears each received frame first and sends nothing (the AMD sample's
+    recorder, engine.compliance.amd_sample).
     """
 
     endpoint: RtpEndpoint
     flow: Callable[[NDArray[np.int16]], NDArray[np.int16] | None] | None = None
     media: NegotiatedMedia | None = None
     frames_in: int = 0
+    tap: Callable[[NDArray[np.int16]], None] | None = None
 
     def on_frame(self, _ep: RtpEndpoint, frame: NDArray[np.int16]) -> NDArray[np.int16] | None:
         self.frames_in += 1
+        if self.tap is not None:
+            self.tap(frame)
         return self.flow(frame) if self.flow is not None else None
 
     def apply(self, negotiated: NegotiatedMedia) -> None:

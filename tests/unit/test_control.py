@@ -965,6 +965,7 @@ def test_registry_covers_the_issue() -> None:
         "campaign.pause", "campaign.resume", "campaign.stop", "contacts.import",
         "contacts.add", "contacts.show", "contacts.export", "dnc.add", "dnc.remove", "dnc.check",
         "dnc.import", "dnc.lists", "dnc.create", "dnc.export", "compliance.report",
+        "compliance.amd_samples", "compliance.amd_mark",
         "report.summary", "report.attempts", "report.abandons",
         "agent.login", "agent.logout", "agent.add", "agent.remove", "agent.ready", "agent.not_ready", "agent.hangup",
         "agent.wrapup", "agent.preview_accept", "agent.preview_skip", "agent.status",

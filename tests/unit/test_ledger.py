@@ -247,8 +247,11 @@ async def test_uk_report_counts_amd_false_positives_per_24_hours(store: Store) -
     assert w1["abandon_rate"] == 0.1 and w1["over_limit"] is True
     assert (w2["live_answers"], w2["abandons"], w2["abandon_rate"]) == (5, 0, 0.0)
     assert report["notes"] == [
+        "AMD false-positive rate 10.00%: the configured dialing.amd_false_positive_rate; "
+        "the operator-marked sample replaces it from 20 marks, it has 0: no sample is "
+        "marked yet",
         "34 attempts sent an INVITE but the ledger has 0 call_placed rows: the calls "
-        "without one are not checked for hours"
+        "without one are not checked for hours",
     ]
     other = await store.compliance_report("uk2", T0, T0 + DAY)
     assert other["windows"][0]["abandon_rate"] == round(1 / 19, 6)

@@ -77,6 +77,7 @@ async def test_open_creates_the_directory_in_wal_mode_at_head(tmp_path: Path) ->
     assert revisions == [
         "0001_initial.py", "0002_call_analysis.py", "0003_agents.py", "0004_compliance.py",
         "0005_dialling_order.py",
+        "0006_amd_samples.py",
     ]  # fmt: skip
 
 
