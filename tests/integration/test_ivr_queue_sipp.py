@@ -55,6 +55,20 @@ dialing:
       retry: 1h
 {ivr}"""
 
+
+def queue_flow(queue: str, greeting: str) -> str:
+    """An IVR that greets the contact, then sends them to `queue`'s agents."""
+    return f"""\
+ivr:
+  start: greet
+  steps:
+    greet: {{play: {{tts: "Hello {{contact.first_name}}, {greeting}"}}, next: agent}}
+    agent: {{transfer: {{queue: {queue}}}, on_fail: sorry}}
+    sorry: {{play: {{tts: "Sorry, nobody is free. Goodbye."}}, next: bye}}
+    bye: {{hangup: {{}}}}
+"""
+
+
 REMIND = """\
 name: remind
 channel: voice
@@ -65,24 +79,9 @@ lines: 5
 max_attempts: 2
 ring_timeout: 15
 max_duration: 60
-ivr:
-  start: greet
-  steps:
-    greet: {play: {tts: "Hello {contact.first_name}, connecting you to an agent."}, next: agent}
-    agent: {transfer: {queue: sales}, on_fail: sorry}
-    sorry: {play: {tts: "Sorry, nobody is free. Goodbye."}, next: bye}
-    bye: {hangup: {}}
-"""
+""" + queue_flow("sales", "connecting you to an agent.")
 
-OWN_IVR = """\
-ivr:
-  start: greet
-  steps:
-    greet: {play: {tts: "Hello {contact.first_name}, please hold for an agent."}, next: agent}
-    agent: {transfer: {queue: this}, on_fail: sorry}
-    sorry: {play: {tts: "Sorry, nobody is free. Goodbye."}, next: bye}
-    bye: {hangup: {}}
-"""
+OWN_IVR = queue_flow("this", "please hold for an agent.")
 
 
 def rig(tmp: Path, campaign: str, sales_mode: str = "progressive", queue_wait: str = "30s",
