@@ -36,7 +36,7 @@ demo: venv sysdeps
 	$(PY) config/demo/demo.py
 
 test: venv sysdeps
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 # Pure cores only: no SIPp, no sockets to peers.
 test-quick: venv
