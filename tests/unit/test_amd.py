@@ -330,3 +330,41 @@ def test_amd_main_rejects_bad_sets(capsys: pytest.CaptureFixture[str], tmp_path:
     out = io.StringIO()
     assert amd_main([path], "asterisk", ["greeting=1000"], out=out) == 0
     assert json.loads(out.getvalue())["result"] in ("silence", "machine")
+
+
+# ------------------------------------------------------------ agent campaigns' routing
+
+
+@pytest.mark.parametrize(
+    ("on_machine", "handed_over"),
+    [("hangup", False), ("agent", True), ("ivr", True)],
+)
+def test_an_agent_campaigns_machine_goes_where_on_machine_says(
+    tools: None, on_machine: str, handed_over: bool
+) -> None:
+    """A machine verdict in an agent campaign: hung up on (no hand-over), or
+    handed to the dial loop, which sends it to an agent (`agent`) or into the
+    campaign's IVR (`ivr`) with the analysis result saying machine."""
+    from engine.campaign_config import AmdConfig
+    from engine.voice.agent_flow import AgentAnalysisFlow
+    from engine.voice.flows import Analysis
+
+    greeting = say(
+        "Hi, you've reached John and Mary. We can't come to the phone right now. "
+        "Please leave a message after the beep."
+    )
+    pcm = clip((0.5, greeting), total=0.5 + len(greeting) / RATE + 1.5)
+    handed: list[tuple[float, float]] = []
+    hung_up: list[bool] = []
+    analysis = Analysis()
+    flow = AgentAnalysisFlow(
+        AmdConfig(enabled=True, on_machine=on_machine), np.zeros(800, np.int16),
+        lambda: hung_up.append(True), analysis, lambda end, now: handed.append((end, now)),
+    )  # fmt: skip
+    for i in range(len(pcm) // FRAME):
+        flow.on_frame(pcm[i * FRAME : (i + 1) * FRAME])
+    assert analysis.amd_result == "machine"
+    assert bool(handed) is handed_over and len(handed) <= 1
+    if handed_over:
+        assert analysis.result is not None and analysis.result.value == "machine"
+        assert not hung_up
