@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from gsm0338.charset import BASIC_CHARACTER_SET, BASIC_CHARACTER_SET_EXTENSION
 
-from carriers.sms.errors import UdhParseError, UnencodableCharacterError
+from carriers.sms.errors import SmsEncodingError, UdhParseError, UnencodableCharacterError
 
 __all__ = [
     "ESCAPE",
@@ -207,7 +207,7 @@ def pack_septets(septets: bytes, *, fill_bits: int = 0, cr_padding: bool = False
     exactly on an octet boundary gets a second CR, which the spec deems harmless.
     """
     if not 0 <= fill_bits <= 6:
-        raise ValueError(f"fill_bits must be 0..6, not {fill_bits}")
+        raise SmsEncodingError(f"fill_bits must be 0..6, not {fill_bits}")
     values = bytearray(septets)
     if cr_padding:
         total = fill_bits + 7 * len(values)
@@ -220,7 +220,7 @@ def pack_septets(septets: bytes, *, fill_bits: int = 0, cr_padding: bool = False
     out = bytearray()
     for value in values:
         if value > 0x7F:
-            raise ValueError(f"septet value {value:#x} is not 7-bit")
+            raise SmsEncodingError(f"septet value {value:#x} is not 7-bit")
         acc |= value << nbits
         nbits += 7
         while nbits >= 8:
@@ -242,7 +242,7 @@ def unpack_septets(data: bytes, count: int | None = None, *, fill_bits: int = 0)
     available = (8 * len(data) - fill_bits) // 7 if data else 0
     wanted = available if count is None else count
     if wanted > available:
-        raise ValueError(f"{len(data)} octets hold {available} septets, not {count}")
+        raise SmsEncodingError(f"{len(data)} octets hold {available} septets, not {count}")
     value = int.from_bytes(data, "little") >> fill_bits
     out = bytes((value >> (7 * i)) & 0x7F for i in range(wanted))
     if count is None and out and out[-1] == CR and (fill_bits + 7 * wanted) % 8 == 0:
@@ -350,7 +350,7 @@ def segment(
         costs = [_ucs2_cost(c) for c in sent]
         parts = _boundaries(costs, UCS2_SINGLE, UCS2_CONCATENATED)
     if len(parts) > 255:
-        raise ValueError(f"message needs {len(parts)} segments; concatenation allows 255")
+        raise SmsEncodingError(f"message needs {len(parts)} segments; concatenation allows 255")
     return SegmentedMessage(
         text=sent,
         encoding=chosen,
@@ -383,9 +383,9 @@ class Concatenation:
 def concatenation_udh(reference: int, total: int, sequence: int) -> bytes:
     """The 6-octet UDH (UDHL included) with the 8-bit-reference IE 0x00."""
     if not 0 <= reference <= 0xFF:
-        raise ValueError(f"8-bit reference must be 0..255, not {reference}")
+        raise SmsEncodingError(f"8-bit reference must be 0..255, not {reference}")
     if not 1 <= sequence <= total <= 0xFF:
-        raise ValueError(f"need 1 <= sequence ({sequence}) <= total ({total}) <= 255")
+        raise SmsEncodingError(f"need 1 <= sequence ({sequence}) <= total ({total}) <= 255")
     return bytes((5, IEI_CONCAT_8BIT, 3, reference, total, sequence))
 
 

@@ -179,6 +179,12 @@ def test_an_emoji_straddling_the_ucs2_boundary_moves_whole_to_the_next_segment()
     assert ucs2_units(EMOJI) == 2 and decode_ucs2(second) == message.segments[1]
 
 
+def test_more_than_255_segments_is_an_encoding_error() -> None:
+    assert len(segment("a" * 153 * 255).segments) == 255
+    with pytest.raises(SmsEncodingError, match="256 segments"):
+        segment("a" * (153 * 255 + 1))
+
+
 def test_empty_text_is_one_empty_gsm_segment() -> None:
     message = segment("")
     assert (message.encoding, message.segments, message.units) == (Encoding.GSM7, ("",), (0,))
