@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test test-quick lint format bench clean
+.PHONY: all venv sysdeps sms-peer demo test test-quick lint format bench clean
 
 all: test
 
@@ -31,15 +31,31 @@ sysdeps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# The test-only SMS segment counter the encoding tests cross-check against (npm
+# sms-segments-calculator, pinned by tests/peers/sms-segments/package-lock.json).
+# Node and npm come from Debian when missing; npm ci runs only when the lock changed.
+SMS_PEER := tests/peers/sms-segments
+sms-peer: $(SMS_PEER)/node_modules/.installed
+
+$(SMS_PEER)/node_modules/.installed: $(SMS_PEER)/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
+	  echo "installing Debian packages: nodejs npm"; \
+	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; \
+	fi
+	cd $(SMS_PEER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # A real campaign on the embedded store against a local SIPp carrier.
 demo: venv sysdeps
 	$(PY) config/demo/demo.py
 
-test: venv sysdeps
+test: venv sysdeps sms-peer
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 # Pure cores only: no SIPp, no sockets to peers.
-test-quick: venv
+test-quick: venv sms-peer
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lint: venv
