@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 __all__ = [
+    "SmppBindError",
     "SmppDecodeError",
     "SmppEncodeError",
     "SmppError",
     "SmppFramingError",
     "SmppStateError",
+    "SubmitNotAcknowledgedError",
+    "SubmitRejectedError",
 ]
 
 _RINVCMDLEN = 0x00000002
@@ -51,3 +54,27 @@ class SmppEncodeError(SmppError, ValueError):
 
 class SmppStateError(SmppError):
     """An operation the session's state does not allow (submit before bind, after unbind)."""
+
+
+class SmppBindError(SmppError):
+    """The SMSC refused the bind (``status``), or it was never answered (``status`` None)."""
+
+    def __init__(self, message: str, *, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SubmitRejectedError(SmppError):
+    """submit_sm_resp carried an error status. ``retryable`` (ESME_RTHROTTLED,
+    ESME_RMSGQFUL) means: back off and submit the same message again."""
+
+    def __init__(self, message: str, *, status: int, retryable: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class SubmitNotAcknowledgedError(SmppError):
+    """No submit_sm_resp came (timeout, connection lost, unbind): the message was
+    not acknowledged, so nothing says it was sent. Safe to re-submit, at the risk
+    of a duplicate if the SMSC did take it."""
