@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv sysdeps demo test test-quick lint format bench clean
+.PHONY: all venv sysdeps smsc-peer demo test test-quick lint format bench clean
 
 all: test
 
@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the integration tests and the demo drive: SIPp as the carrier,
-# espeak-ng and sox for test audio. Installed only when a tool is missing.
+# espeak-ng and sox for test audio, node and npm for the test SMSC. Installed only
+# when a tool is missing.
 sysdeps:
 	@missing=""; \
 	command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v sox >/dev/null 2>&1 || missing="$$missing sox libsox-fmt-all"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	[ -f /usr/share/asterisk/sounds/en/hello.wav ] || missing="$$missing asterisk-core-sounds-en-wav"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -31,11 +33,19 @@ sysdeps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# The npm `smpp` SMSC the SMPP integration tests run (tests/peers/smsc), from its
+# committed lock file; npm ci runs again only when the lock file changes.
+SMSC_PEER := tests/peers/smsc
+$(SMSC_PEER)/node_modules/.package-lock.json: $(SMSC_PEER)/package-lock.json
+	cd $(SMSC_PEER) && npm ci --no-audit --no-fund --silent
+
+smsc-peer: sysdeps $(SMSC_PEER)/node_modules/.package-lock.json
+
 # A real campaign on the embedded store against a local SIPp carrier.
 demo: venv sysdeps
 	$(PY) config/demo/demo.py
 
-test: venv sysdeps
+test: venv sysdeps smsc-peer
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 # Pure cores only: no SIPp, no sockets to peers.
