@@ -362,3 +362,15 @@ def test_receipt_states(stat: str, state: MessageState | None) -> None:
 def test_mobile_originated_is_not_a_receipt() -> None:
     assert not is_receipt(ShortMessage("Clinic", b"STOP", source_addr="447700900123"))
     assert parse_receipt(ShortMessage("x", b"no id here", esm_class=0x04)) is None
+
+
+def test_receipted_message_id_without_nul_is_accepted_but_not_overlong() -> None:
+    base = encode(Pdu(CommandId.DELIVER_SM, 3, 0, ShortMessage("1", b"", esm_class=4)))
+    lenient = base + b"\x00\x1e\x00\x04ab12"
+    lenient = struct.pack(">I", len(lenient)) + lenient[4:]
+    pdu = decode(lenient)
+    assert isinstance(pdu.body, ShortMessage)
+    assert tlv_str(pdu.body.tlvs, Tag.RECEIPTED_MESSAGE_ID) == "ab12"
+    overlong = base + b"\x00\x1e\x00\x42" + b"a" * 65 + b"\0"
+    overlong = struct.pack(">I", len(overlong)) + overlong[4:]
+    assert _bad(overlong).error.field == "receipted_message_id"

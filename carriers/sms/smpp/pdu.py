@@ -437,9 +437,10 @@ def _check_tlv(tag: int, value: bytes) -> None:
             status=Status.ESME_RINVPARLEN,
         )
     limit = _TLV_CSTRING_MAX.get(known)
-    if limit is not None and (len(value) > limit or (value and b"\0" not in value)):
+    # Lenient on the NUL: some SMSCs send receipted_message_id without one.
+    if limit is not None and len(value.split(b"\0", 1)[0]) > limit - 1:
         raise SmppDecodeError(
-            f"{name} is not a C-string of at most {limit - 1} characters",
+            f"{name} is longer than {limit - 1} characters",
             field=name,
             status=Status.ESME_RINVPARLEN,
         )
