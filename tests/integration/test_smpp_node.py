@@ -152,3 +152,18 @@ async def test_smsc_closing_mid_window_fails_every_unacknowledged_submit(
     assert len(never_sent) == 5
     assert holding_smsc.command("stats") == "stats 15 5"
     assert client.closed
+
+
+async def test_unanswered_submit_times_out_and_frees_the_window(holding_smsc: NodeSmsc) -> None:
+    config = SessionConfig("outdial", window=2, response_timeout=0.3)
+    client = await SmppClient.connect("127.0.0.1", holding_smsc.port, config)
+    for i in range(5):
+        assert await client.submit(message(i))
+    held = [asyncio.create_task(client.submit(message(i))) for i in range(5, 8)]
+    results = await asyncio.gather(*held, return_exceptions=True)
+    # Two went out at once and timed out; the third got the freed slot and timed out too.
+    assert all(isinstance(r, SubmitNotAcknowledgedError) for r in results)
+    assert all("no submit_sm_resp within 0.3s" in str(r) for r in results)
+    assert client.session.outstanding == 0 and client.session.window_free == 2
+    assert holding_smsc.command("stats") == "stats 8 5"
+    await client.unbind()

@@ -57,6 +57,7 @@ class SmppClient:
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
         self._bound: asyncio.Future[str] = self._loop.create_future()
         self._finished: asyncio.Future[None] = self._loop.create_future()
         self._submits: dict[int, asyncio.Future[str]] = {}
@@ -150,7 +151,7 @@ class SmppClient:
         self._arm_timer()
         if self.session.closed and not self._finished.done():
             self._finished.set_result(None)
-            self._loop.create_task(self._shutdown())
+            self._shutdown_task = self._loop.create_task(self._shutdown())
 
     def _dispatch(self, event: SessionEvent) -> None:
         match event:
