@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from carriers.sms.smpp.errors import SmppStateError
 from carriers.sms.smpp.events import (
@@ -376,3 +378,30 @@ def test_sequence_numbers_wrap() -> None:
     assert session.submit(MSG, 1.0) == 1  # the bind's 1 is long answered
     session._next_sequence = 0x7FFFFFFF
     assert session.submit(MSG, 1.0) == 2  # 0x7FFFFFFF and 1 are still outstanding
+
+
+@given(chunks=st.lists(st.binary(max_size=80), max_size=8))
+def test_fuzz_nothing_escapes_receive(chunks: list[bytes]) -> None:
+    session, smsc = bound()
+    session.submit(MSG, 1.0)
+    smsc.read()
+    now = 1.0
+    for chunk in chunks:
+        now += 0.1
+        session.receive(chunk, now)
+        session.handle_timer(now)
+    events(session)
+    session.data_to_send()
+
+
+@given(
+    body=st.binary(max_size=120),
+    command=st.sampled_from([*CommandId, 0x00000103, 0x80000103]),
+)
+def test_fuzz_well_framed_garbage_never_kills_a_deliver_path(body: bytes, command: int) -> None:
+    session, _smsc = bound()
+    frame = (16 + len(body)).to_bytes(4, "big") + command.to_bytes(4, "big") + bytes(4)
+    session.receive(frame + (5).to_bytes(4, "big") + body, 1.0)
+    if command not in (CommandId.UNBIND,):
+        assert session.state is SessionState.BOUND
+    session.data_to_send()
