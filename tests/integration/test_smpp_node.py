@@ -167,3 +167,17 @@ async def test_unanswered_submit_times_out_and_frees_the_window(holding_smsc: No
     assert client.session.outstanding == 0 and client.session.window_free == 2
     assert holding_smsc.command("stats") == "stats 8 5"
     await client.unbind()
+
+
+async def test_a_cancelled_waiter_does_not_leak_its_window_slot(smsc: NodeSmsc) -> None:
+    config = SessionConfig("outdial", "secret", window=1)
+    client = await SmppClient.connect("127.0.0.1", smsc.port, config)
+    tasks = [asyncio.create_task(client.submit(message(i))) for i in range(4)]
+    await asyncio.sleep(0)  # the first is in flight, the other three queue
+    tasks[1].cancel()
+    tasks[2].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], str) and isinstance(results[3], str)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[1:3])
+    assert len(set(await asyncio.gather(*(client.submit(message(i)) for i in range(20))))) == 20
+    await client.unbind()

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from collections import deque
 from collections.abc import Callable
 
 from carriers.sms.smpp.errors import (
@@ -61,7 +63,12 @@ class SmppClient:
         self._bound: asyncio.Future[str] = self._loop.create_future()
         self._finished: asyncio.Future[None] = self._loop.create_future()
         self._submits: dict[int, asyncio.Future[str]] = {}
-        self._window_open = asyncio.Event()
+        # Submitters waiting for a window slot, first come first served; each slot
+        # that frees wakes one of them (not all: 3,000 queued submits must not
+        # mean 3,000 wake-ups per response). ``_reserved`` counts the woken ones
+        # that have not run yet, so a newcomer cannot take their slot.
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._reserved = 0
         self.close_reason = ""
 
     @classmethod
@@ -78,6 +85,10 @@ class SmppClient:
         client = cls(config, on_event=on_event)
         async with asyncio.timeout(connect_timeout):
             client._reader, client._writer = await asyncio.open_connection(host, port)
+        sock = client._writer.get_extra_info("socket")
+        if sock is not None:
+            # One small PDU per request: Nagle would hold each behind the last ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client._read_task = asyncio.create_task(client._read_loop())
         client.session.bind(client._loop.time())
         client._pump()
@@ -96,16 +107,46 @@ class SmppClient:
         """Submit one message, waiting for room in the window first. Returns the SMSC's
         message id; raises `SubmitRejectedError` (check ``retryable``) or
         `SubmitNotAcknowledgedError`, or `SmppStateError` once the bind has ended."""
-        while self.session.window_free == 0:
-            if self.session.closed or self._finished.done():
-                raise SmppStateError(f"the bind has ended: {self.close_reason or 'unbound'}")
-            self._window_open.clear()
-            await self._window_open.wait()
+        await self._slot()
+        if self.session.closed or self._finished.done():
+            raise SmppStateError(f"the bind has ended: {self.close_reason or 'unbound'}")
         handle = self.session.submit(message, self._loop.time())
         result: asyncio.Future[str] = self._loop.create_future()
         self._submits[handle] = result
         self._pump()
         return await result
+
+    async def _slot(self) -> None:
+        queue_behind = bool(self._waiters)
+        while not self.session.closed and (
+            queue_behind or self.session.window_free - self._reserved <= 0
+        ):
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            # A woken waiter that lost its slot goes back to the front of the line.
+            (self._waiters.append if queue_behind else self._waiters.appendleft)(waiter)
+            queue_behind = False
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._reserved -= 1  # woken, then cancelled: pass the slot on
+                    self._wake()
+                elif waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                raise
+            self._reserved -= 1
+
+    def _wake(self) -> None:
+        if self.session.closed:
+            free = len(self._waiters)  # wake everyone: each one raises
+        else:
+            free = self.session.window_free - self._reserved
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._reserved += 1
+                free -= 1
 
     async def unbind(self) -> None:
         """Unbind cleanly (outstanding submits may still be answered), then close.
@@ -146,8 +187,7 @@ class SmppClient:
             self._writer.write(data)
         while (event := self.session.next_event()) is not None:
             self._dispatch(event)
-        if self.session.window_free > 0 or self.session.closed:
-            self._window_open.set()
+        self._wake()
         self._arm_timer()
         if self.session.closed and not self._finished.done():
             self._finished.set_result(None)

@@ -66,6 +66,7 @@ function onBind(session, pdu) {
 }
 
 const server = smpp.createServer((session) => {
+	session.socket.setNoDelay(true); // answer each PDU at once, not behind Nagle
 	sessions.add(session);
 	session.on('close', () => sessions.delete(session));
 	session.on('error', () => sessions.delete(session));
