@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: all venv sysdeps sms-peer demo test test-quick lint format bench clean
+.PHONY: all venv sysdeps npm-peers demo test test-quick lint format bench clean
 
 all: test
 
@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the integration tests and the demo drive: SIPp as the carrier,
-# espeak-ng and sox for test audio. Installed only when a tool is missing.
+# espeak-ng and sox for test audio, node and npm for the test SMSC. Installed only
+# when a tool is missing.
 sysdeps:
 	@missing=""; \
 	command -v sipp >/dev/null 2>&1 || missing="$$missing sip-tester"; \
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v sox >/dev/null 2>&1 || missing="$$missing sox libsox-fmt-all"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	[ -f /usr/share/asterisk/sounds/en/hello.wav ] || missing="$$missing asterisk-core-sounds-en-wav"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -31,31 +33,27 @@ sysdeps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-# The test-only SMS segment counter the encoding tests cross-check against (npm
-# sms-segments-calculator, pinned by tests/peers/sms-segments/package-lock.json).
-# Node and npm come from Debian when missing; npm ci runs only when the lock changed.
-SMS_PEER := tests/peers/sms-segments
-sms-peer: $(SMS_PEER)/node_modules/.installed
+# Test peers from the npm registry, each pinned by its committed lock file:
+# tests/peers/sms-segments (npm sms-segments-calculator, the second counter the
+# SMS encoding tests cross-check against) and tests/peers/smsc (npm smpp's
+# createServer: a real SMSC for the SMPP tests). Node and npm come from Debian
+# when missing (sysdeps); npm ci runs again only when a lock file changes.
+NPM_PEERS := tests/peers/sms-segments tests/peers/smsc
+npm-peers: $(addsuffix /node_modules/.installed,$(NPM_PEERS))
 
-$(SMS_PEER)/node_modules/.installed: $(SMS_PEER)/package-lock.json
-	@if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then \
-	  echo "installing Debian packages: nodejs npm"; \
-	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; \
-	fi
-	cd $(SMS_PEER) && npm ci --no-audit --no-fund --loglevel=error
+%/node_modules/.installed: %/package-lock.json | sysdeps
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # A real campaign on the embedded store against a local SIPp carrier.
 demo: venv sysdeps
 	$(PY) config/demo/demo.py
 
-test: venv sysdeps sms-peer
+test: venv sysdeps npm-peers
 	$(PY) -m pytest -q -p no:cacheprovider --durations=25 tests
 
 # Pure cores only: no SIPp, no sockets to peers.
-test-quick: venv sms-peer
+test-quick: venv npm-peers
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 lint: venv

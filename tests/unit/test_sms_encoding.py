@@ -1,7 +1,7 @@
 """carriers.sms.encoding: tables, packing, segmentation, UDH, smart encoding, preview.
 
 The cross-check at the end runs the npm package sms-segments-calculator (installed in
-tests/peers/sms-segments by `make sms-peer`) over the whole BMP one character at a time
+tests/peers/sms-segments by `make npm-peers`) over the whole BMP one character at a time
 and over a few hundred generated messages, in one node process.
 """
 
@@ -433,7 +433,7 @@ def _run_peer(messages: list[str]) -> list[dict[str, object]]:
     node = shutil.which("node")
     if node is None or not (PEER / "node_modules" / "sms-segments-calculator").is_dir():
         pytest.fail(
-            "the sms-segments-calculator peer is not installed: run `make sms-peer` "
+            "the sms-segments-calculator peer is not installed: run `make npm-peers` "
             "(apt-get install nodejs npm; cd tests/peers/sms-segments && npm ci)",
             pytrace=False,
         )
