@@ -1,1 +1,1 @@
-"""SMS: GSM 03.38 / UCS-2 encoding and segmentation (SMPP and HTTP adapters to follow)."""
+"""SMS: GSM 03.38 / UCS-2 encoding and segmentation, the SMPP client, HTTP aggregator adapters."""
