@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Debian packages the integration tests and the demo drive: SIPp as the carrier,
-# espeak-ng and sox for test audio, node and npm for the test SMSC. Installed only
+# espeak-ng and sox for test audio, node and npm for the test SMSC, Kannel (bearerbox,
+# smsbox, and fakesmsc from kannel-extras) for the HTTP SMS adapter. Installed only
 # when a tool is missing.
 sysdeps:
 	@missing=""; \
@@ -25,6 +26,8 @@ sysdeps:
 	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	command -v sox >/dev/null 2>&1 || missing="$$missing sox libsox-fmt-all"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	command -v bearerbox >/dev/null 2>&1 || missing="$$missing kannel"; \
+	[ -x /usr/lib/kannel/test/fakesmsc ] || missing="$$missing kannel-extras"; \
 	[ -f /usr/share/asterisk/sounds/en/hello.wav ] || missing="$$missing asterisk-core-sounds-en-wav"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

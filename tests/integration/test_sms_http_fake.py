@@ -8,7 +8,8 @@ independent implementation; the signatures the tests compute with our code are
 checked with `RequestValidator.validate` too.
 
 Kannel: a small aiohttp fake of smsbox's sendsms that replies as Kannel does and
-calls the dlr-url with Kannel's escapes substituted (not a real Kannel).
+calls the dlr-url with Kannel's escapes substituted, for what the real Kannel in
+test_sms_http_kannel.py cannot show (handset receipts, smsbox's error replies).
 """
 
 from __future__ import annotations
@@ -388,8 +389,8 @@ class FakeSmsbox:
                 "%d": str(kind),
                 "%A": KANNEL_ANSWERS[kind].format(id=foreign),
                 "%T": "1764760000",
-                "%p": q.get("from", ""),
-                "%P": q["to"],
+                "%p": q["to"],  # a report comes from the handset, as in Kannel
+                "%P": q.get("from", ""),
                 "%i": "fake",
                 "%F": foreign,
             }

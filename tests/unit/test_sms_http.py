@@ -360,7 +360,7 @@ def test_sendsms_with_delivery_reports() -> None:
     dlr = build_dlr_url("https://hooks.example/kannel/dlr?key=k1", "msg 42/a")
     assert dlr == (
         "https://hooks.example/kannel/dlr?key=k1&ref=msg%2042%2Fa"
-        "&type=%d&answer=%A&ts=%T&from=%p&to=%P&smsc=%i&smsc_id=%F"
+        "&type=%d&answer=%A&ts=%T&to=%p&from=%P&smsc=%i&smsc_id=%F"
     )
     req = build_sendsms_request(
         KANNEL, to="+1", text="x", dlr_url=dlr, dlr_mask=DlrType.DELIVERED | DlrType.UNDELIVERED

@@ -5,7 +5,8 @@ A send is one GET of ``/cgi-bin/sendsms`` with the sendsms-user's credentials.
 Kannel returns no message id: delivery reports are matched through the
 ``dlr-url`` we give, which carries our own reference and the escapes Kannel
 substitutes when it calls back (``%d`` the report type, ``%A`` the SMSC's
-answer, ``%T`` the time, ``%p``/``%P`` sender and receiver, ``%i`` the smsc-id,
+answer, ``%T`` the time, ``%p``/``%P`` the report's sender (our message's
+receiver) and receiver, ``%i`` the smsc-id,
 ``%F`` the SMSC's message id). Kannel URL-encodes the values it substitutes.
 
 Text that fits GSM 03.38 goes as ``coding=0`` in UTF-8 (Kannel converts it);
@@ -62,13 +63,15 @@ ALL_REPORTS = (
     | DlrType.NOT_DELIVERED_TO_SMSC
 )
 
-# Our query parameter -> the escape Kannel substitutes into the dlr-url.
+# Our query parameter -> the escape Kannel substitutes into the dlr-url. A report
+# travels from the handset back to us, so in it %p (sender) is the number we sent
+# to and %P (receiver) is the sender we sent from: seen so against a real Kannel.
 DLR_PARAMETERS: tuple[tuple[str, str], ...] = (
     ("type", "%d"),
     ("answer", "%A"),
     ("ts", "%T"),
-    ("from", "%p"),
-    ("to", "%P"),
+    ("to", "%p"),
+    ("from", "%P"),
     ("smsc", "%i"),
     ("smsc_id", "%F"),
 )
