@@ -39,6 +39,7 @@ from engine.config import (
     _read_mapping,
     format_duration,
 )
+from engine.errors import BadRequest
 from engine.voice.ivr import Flow, check_queues, load_flow, parse_flow
 
 # 47 CFR 64.1200(a)(6): an unanswered call must ring at least 15 seconds (or
@@ -125,6 +126,16 @@ class DialingConfig:
 
     def code(self, name: str) -> WrapupCode | None:
         return next((c for c in self.wrapup_codes if c.code == name), None)
+
+    def wrapup(self, code: str | None, campaign: str) -> tuple[str | None, WrapupCode | None]:
+        """The code an agent's wrap-up applies (none given or timed out: the
+        default) and its rule; BadRequest for a code `campaign` does not have."""
+        code = code if code is not None else self.default_wrapup
+        rule = self.code(code) if code is not None else None
+        if code is not None and self.wrapup_codes and rule is None:
+            known = ", ".join(c.code for c in self.wrapup_codes)
+            raise BadRequest(f"unknown wrap-up code {code!r} for {campaign!r} (codes: {known})")
+        return code, rule
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from carriers.sip.events import CallAnswered, CallEnded
 from carriers.sip.outcome import CallResult
 from carriers.sip.transport import CallEvent, CallHandle
 from engine.compliance.rules import rule_context
-from engine.errors import BadRequest, InvalidState, NotFound
+from engine.errors import InvalidState, NotFound
 from engine.store import DialCandidate
 from engine.store.amdsampledb import FalsePositiveEstimate
 from engine.voice.agent_flow import AgentAnalysisFlow, ConnectAtAnswer
@@ -687,13 +687,7 @@ class AgentCampaignRunner(CampaignRunner):
     async def wrapup(
         self, agent: Agent, call: AgentCall, code: str | None, options: WrapupOptions
     ) -> dict[str, Any]:
-        d = self.cfg.dialing
-        if code is None:
-            code = d.default_wrapup  # wrap-up timed out (or no code given)
-        rule = d.code(code) if code is not None else None
-        if code is not None and d.wrapup_codes and rule is None:
-            known = ", ".join(c.code for c in d.wrapup_codes)
-            raise BadRequest(f"unknown wrap-up code {code!r} for {self.name!r} (codes: {known})")
+        code, rule = self.cfg.dialing.wrapup(code, self.name)
         now = utcnow()
         done: dict[str, Any] = {"campaign": self.name, "attempt": call.attempt_id,
                                 "code": code, "timed_out": options.timed_out}  # fmt: skip

@@ -28,7 +28,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from carriers.sip.outcome import CallResult
-from engine.errors import BadRequest
 from engine.voice.agents import Agent, AgentCall, WrapupOptions
 
 if TYPE_CHECKING:
@@ -179,13 +178,7 @@ class QueueTransfer:
     ) -> dict[str, Any]:
         """The contact belongs to an agentless campaign: the queue campaign's
         codes decide its next step there (see the module doc)."""
-        d = self.queue.cfg.dialing
-        code = code or d.default_wrapup
-        rule = d.code(code) if code is not None else None
-        if code is not None and d.wrapup_codes and rule is None:
-            known = ", ".join(c.code for c in d.wrapup_codes)
-            raise BadRequest(f"unknown wrap-up code {code!r} for {self.queue.name!r} "
-                             f"(codes: {known})")  # fmt: skip
+        code, rule = self.queue.cfg.dialing.wrapup(code, self.queue.name)
         source, store = self.source, self.source.store
         now = _utcnow()
         done: dict[str, Any] = {"campaign": source.name, "queue": self.queue.name,

@@ -84,18 +84,18 @@ max_duration: 60
 OWN_IVR = queue_flow("this", "please hold for an agent.")
 
 
-def rig(tmp: Path, campaign: str, sales_mode: str = "progressive", queue_wait: str = "30s",
-        own_ivr: str = "", extra_campaign: str | None = None, hangup_ms: int = 6000):  # type: ignore[no-untyped-def]  # fmt: skip
+def rig(tmp: Path, campaign: str, sales: str | None = None, hangup_ms: int = 6000):  # type: ignore[no-untyped-def]  # fmt: skip
+    """The daemon running `campaign` (and the `sales` agent campaign beside it,
+    if given), agent a1 on a SIPp phone, and a SIPp carrier that hangs up
+    after `hangup_ms`."""
     prompt = write_prompts(tmp)
     phone = start_agent_phone("a1", None, None, AGENT_HZ, workdir=tmp / "a1")
     tone = make_tone(tmp / "customer.ul", CUSTOMER_HZ, 1.0)
     (tmp / "carrier").mkdir()
     carrier = Sipp("hangup.xml", keys={"audio": f"{tone},-1,0"}, duration_ms=hangup_ms,
                    calls=0).start(tmp / "carrier")  # fmt: skip
-    sales = SALES.format(mode=sales_mode, queue_wait=queue_wait, ivr=own_ivr)
-    daemon = Daemon(tmp, carrier.port, campaign if extra_campaign is None else extra_campaign,
-                    prompt, agents_config({"a1": phone.port}))  # fmt: skip
-    if extra_campaign is not None:
+    daemon = Daemon(tmp, carrier.port, campaign, prompt, agents_config({"a1": phone.port}))
+    if sales is not None:
         (tmp / "campaigns" / "sales.yaml").write_text(sales)
     return daemon, phone, carrier
 
@@ -108,7 +108,9 @@ def contacts_csv(tmp: Path, rows: list[str]) -> Path:
 
 @pytest.mark.timeout(180)
 def test_an_agentless_ivr_sends_the_caller_to_another_campaigns_agent(tmp_path: Path) -> None:
-    daemon, phone, carrier = rig(tmp_path, "", extra_campaign=REMIND)
+    daemon, phone, carrier = rig(
+        tmp_path, REMIND, sales=SALES.format(mode="progressive", queue_wait="30s", ivr="")
+    )
     try:
         daemon.start()
         with RtpSniffer(phone.media_port) as at_agent, RtpSniffer(carrier.media_port) as at_cust:
