@@ -494,12 +494,14 @@ def _candidates(conn: Connection, rows: Sequence[Any]) -> list[DialCandidate]:
         ).all()
     )
     phones: dict[int, list[str]] = {}
-    for contact_id, number in conn.execute(
-        select(contact_phones.c.contact_id, contact_phones.c.number)
+    columns: dict[int, list[str]] = {}
+    for contact_id, number, column in conn.execute(
+        select(contact_phones.c.contact_id, contact_phones.c.number, contact_phones.c.column_name)
         .where(contact_phones.c.contact_id.in_(wanted))
         .order_by(contact_phones.c.contact_id, contact_phones.c.rank)
     ):
         phones.setdefault(contact_id, []).append(number)
+        columns.setdefault(contact_id, []).append(column)
     return [
         DialCandidate(
             contact_id=r[0],
@@ -507,6 +509,7 @@ def _candidates(conn: Connection, rows: Sequence[Any]) -> list[DialCandidate]:
             attempts=r[1],
             attributes=json.loads(attributes.get(r[0]) or "{}"),
             priority=r[2],
+            columns=tuple(columns.get(r[0], ())),
         )
         for r in rows
     ]

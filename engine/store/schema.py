@@ -373,6 +373,102 @@ amd_samples = Table(
     Index("ix_amd_samples_campaign_mark", "campaign", "mark"),
 )
 
+# Messages (migration 0007): every SMS (and, with the email channel, every
+# email) we send or receive, one table and one status vocabulary for both
+# channels. An outbound row is written, committed, before the message is handed
+# to the carrier (intent before submit, as an attempt before its INVITE), and
+# `submitting` is committed just before the PDU leaves: after a crash, a row
+# still `submitting` has no carrier answer and is re-submitted with `in_doubt`
+# set (the carrier may hold it twice); a row still `queued` was never handed
+# over. Inbound rows (direction "in") are replies and keywords, threaded to
+# the outbound message they answer (`thread_id`).
+MESSAGE_CHANNELS = ("sms", "email")
+MESSAGE_STATUSES = (
+    "queued", "submitting", "submitted", "rejected", "delivered", "undelivered", "failed",
+    "expired", "received",
+)  # fmt: skip
+# Statuses that still need the sender (the rest wait only for receipts, or nothing).
+OPEN_MESSAGE_STATUSES = ("queued", "submitting")
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("channel", String(8), nullable=False),
+    Column("direction", String(3), nullable=False),  # out, in
+    Column("campaign_id", Integer, ForeignKey("campaigns.id")),  # NULL: a notification
+    Column("contact_id", BigInteger),
+    Column("address", String(320), nullable=False),  # theirs: E.164 (SMS) or email address
+    Column("sender", String(320), nullable=False),  # ours: short/long code, alphanumeric ID
+    Column("account", String(64), nullable=False),  # the carrier account it went through
+    Column("body", Text, nullable=False),
+    Column("encoding", String(8)),  # gsm7, ucs2
+    Column("segments", SmallInteger, nullable=False, server_default="1"),
+    Column("template", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("carrier_id", String(100)),  # the SMSC's message id (submit_sm_resp)
+    Column("error", Text),  # the last rejection or failure, as the carrier said it
+    Column("tries", SmallInteger, nullable=False, server_default="0"),  # submits made
+    Column("in_doubt", SmallInteger, nullable=False, server_default="0"),  # 1: re-submitted
+    Column("next_attempt_at", UTCDateTime),  # a temporary failure's retry time
+    Column("thread_id", BigInteger),  # inbound: the outbound message it answers
+    Column("keyword", String(32)),  # inbound: the keyword it was (STOP, HELP, ...)
+    Column("replies", Integer, nullable=False, server_default="0"),  # outbound: replies threaded
+    Column("thread_closed_at", UTCDateTime),  # outbound: the interaction ended
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("submitted_at", UTCDateTime),
+    Column("final_at", UTCDateTime),  # delivered, undelivered, expired, rejected, failed
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_messages_campaign_status", "campaign_id", "status"),
+    Index("ix_messages_address", "address", "direction", "created_at"),
+)
+# One message per contact and campaign (its retries reuse the row), so a
+# restart can never make a second one.
+Index(
+    "uq_messages_campaign_contact",
+    messages.c.campaign_id,
+    messages.c.contact_id,
+    unique=True,
+    sqlite_where=messages.c.campaign_id.is_not(None),
+    postgresql_where=messages.c.campaign_id.is_not(None),
+)
+# Messages the sender still owes (tiny, however many were sent).
+Index(
+    "ix_messages_open",
+    messages.c.status,
+    messages.c.next_attempt_at,
+    sqlite_where=messages.c.status.in_(OPEN_MESSAGE_STATUSES),
+    postgresql_where=messages.c.status.in_(OPEN_MESSAGE_STATUSES),
+)
+
+# The carrier's id for each segment (part) of a message it accepted: a long
+# SMS goes as several submit_sm, each answered with its own id and followed by
+# its own receipt. A part with a row here was accepted; after a crash only the
+# parts without one are submitted again.
+message_parts = Table(
+    "message_parts",
+    metadata,
+    Column("message_id", BigInteger, primary_key=True),
+    Column("part", SmallInteger, primary_key=True),  # 1..segments
+    Column("account", String(64), nullable=False),
+    Column("carrier_id", String(100), nullable=False),
+    Column("status", String(16), nullable=False),  # submitted, delivered, undelivered...
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_message_parts_carrier", "account", "carrier_id"),
+)
+
+# Every status a message went through, with its time and what said so.
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("message_id", BigInteger, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("detail", Text),
+    Index("ix_message_events_message", "message_id", "id"),
+)
+
 APPEND_ONLY_MESSAGE = "compliance_ledger is append-only"
 SQLITE_APPEND_ONLY = tuple(
     f"CREATE TRIGGER compliance_ledger_no_{verb.lower()} BEFORE {verb} ON compliance_ledger "

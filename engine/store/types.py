@@ -11,10 +11,14 @@ from engine.errors import InvalidState
 # "callback": an agent scheduled a call back (callbacks table); not dialled by
 # the queue until the callback is due. "deferred": not callable now (outside
 # its calling hours in its own time zone, a restricted day); due again at
-# next_attempt_at, the reason in skip_reason.
+# next_attempt_at, the reason in skip_reason. "sending": an SMS or email
+# campaign's contact whose message is written and not yet accepted by the
+# carrier (the messages table says where it is; a restart resumes the
+# message, it does not make a new one).
 CONTACT_STATES = frozenset(
-    {"pending", "in_flight", "retry", "done", "skipped", "failed", "callback", "deferred"}
-)
+    {"pending", "in_flight", "retry", "done", "skipped", "failed", "callback", "deferred",
+     "sending"}
+)  # fmt: skip
 # campaigns.state
 CAMPAIGN_STATES = frozenset({"stopped", "running", "paused", "completed"})
 # campaign_contacts.dial_queue: READY to dial now (pending, or a retry whose
@@ -94,6 +98,7 @@ class DialCandidate:
     attempts: int
     attributes: dict[str, str]
     priority: int
+    columns: tuple[str, ...] = ()  # the phone column of each of `phones`
 
 
 @dataclass(frozen=True, slots=True)

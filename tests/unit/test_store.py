@@ -77,7 +77,7 @@ async def test_open_creates_the_directory_in_wal_mode_at_head(tmp_path: Path) ->
     assert revisions == [
         "0001_initial.py", "0002_call_analysis.py", "0003_agents.py", "0004_compliance.py",
         "0005_dialling_order.py",
-        "0006_amd_samples.py",
+        "0006_amd_samples.py", "0007_messages.py",
     ]  # fmt: skip
 
 
@@ -472,6 +472,7 @@ async def test_progress_and_summary_of_a_known_scenario(store: Store) -> None:
         "failed": 0,
         "callback": 0,
         "deferred": 0,
+        "sending": 0,
         "processed": 3,
         "attempts": 5,
         "by_result": {"answered": 2, "busy": 1, "no_answer": 1},

@@ -1,0 +1,457 @@
+"""Messages (SMS, and email with its channel): store thread functions.
+
+The sender's life of an outbound message, each step one committed write:
+
+    queued  --(just before the PDU leaves)-->  submitting  --+--> submitted --> delivered
+       ^                                                     |               +-> undelivered
+       +------ temporary failure, at next_attempt_at --------+               +-> expired
+                                                             +--> rejected (permanent)
+                                                             +--> failed (tries used up)
+
+A campaign's contact is `sending` from the message's creation until the
+carrier accepts or finally refuses it, then `done` or `failed`, its
+`last_result` following the message's status (delivery receipts included),
+so the contact list export shows every outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from engine.errors import NotFound
+from engine.store.queries import CampaignIds, iso
+from engine.store.schema import (
+    OPEN_MESSAGE_STATUSES,
+    campaign_contacts,
+    campaigns,
+    message_events,
+    message_parts,
+    messages,
+)
+from engine.store.types import dial_queue
+
+M = messages.c
+E = message_events.c
+P = message_parts.c
+cc = campaign_contacts.c
+
+# Statuses after which the carrier holds the message (or held it).
+ACCEPTED = ("submitted", "delivered", "undelivered", "expired")
+FINAL = ("delivered", "undelivered", "expired", "rejected", "failed")
+# The contact's state once its message reaches a status.
+_CONTACT_AFTER = {"submitted": "done", "rejected": "failed", "failed": "failed"}
+
+
+class DuplicateMessage(Exception):
+    """The campaign already has a message for this contact (its id in ``message_id``)."""
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__(f"message {message_id} already exists for this contact")
+        self.message_id = message_id
+
+
+def _event(conn: Connection, message_id: int, status: str, at: datetime, detail: Any) -> None:
+    text = detail if detail is None or isinstance(detail, str) else json.dumps(detail, default=str)
+    conn.execute(
+        message_events.insert().values(message_id=message_id, at=at, status=status, detail=text)
+    )
+
+
+def create(
+    conn: Connection,
+    ids: CampaignIds,
+    values: Mapping[str, Any],
+    campaign: str | None,
+    now: datetime,
+) -> int:
+    """Insert an outbound message (status `queued`) and its first event; for a
+    campaign message the contact becomes `sending` in the same transaction."""
+    row = dict(values)
+    cid = None
+    if campaign is not None:
+        cid, _ = ids.get(conn, campaign)
+        row["campaign_id"] = cid
+    row.setdefault("status", "queued")
+    row.setdefault("direction", "out")
+    row.update(created_at=now, updated_at=now)
+    try:
+        with conn.begin_nested():
+            message_id = int(conn.execute(messages.insert().values(**row)).inserted_primary_key[0])  # type: ignore[index]
+    except IntegrityError:
+        found = conn.execute(
+            select(M.id).where(M.campaign_id == cid, M.contact_id == row.get("contact_id"))
+        ).scalar()
+        if found is None:
+            raise
+        raise DuplicateMessage(int(found)) from None
+    _event(conn, message_id, row["status"], now, row.get("error"))
+    if cid is not None and row.get("contact_id") is not None:
+        conn.execute(
+            update(campaign_contacts)
+            .where(cc.campaign_id == cid, cc.contact_id == row["contact_id"])
+            .values(
+                state="sending",
+                dial_queue=dial_queue("sending", None, now),
+                next_attempt_at=None,
+                skip_reason=None,
+                updated_at=now,
+                last_attempt_at=now,
+            )
+        )
+    return message_id
+
+
+def set_status(
+    conn: Connection,
+    message_id: int,
+    status: str,
+    now: datetime,
+    detail: Any = None,
+    fields: Mapping[str, Any] | None = None,
+) -> None:
+    """Move a message to `status` (with `fields`: carrier_id, error, tries...)
+    and log the event; a campaign message's contact follows."""
+    values: dict[str, Any] = {"status": status, "updated_at": now, **(fields or {})}
+    if status == "submitted":
+        values.setdefault("submitted_at", now)
+    if status in FINAL:
+        values.setdefault("final_at", now)
+    if "tries" in values and values["tries"] == "+1":
+        values["tries"] = M.tries + 1
+    conn.execute(update(messages).where(M.id == message_id).values(**values))
+    _event(conn, message_id, status, now, detail)
+    _follow_contact(conn, message_id, status, now, values.get("error"))
+
+
+def _follow_contact(
+    conn: Connection, message_id: int, status: str, now: datetime, error: Any
+) -> None:
+    row = conn.execute(
+        select(M.campaign_id, M.contact_id, M.next_attempt_at).where(M.id == message_id)
+    ).first()
+    if row is None or row.campaign_id is None or row.contact_id is None:
+        return
+    values: dict[str, Any] = {"last_result": status, "updated_at": now}
+    state = _CONTACT_AFTER.get(status)
+    if state is not None:
+        values.update(state=state, dial_queue=dial_queue(state, None, now))
+        values["attempts"] = cc.attempts + 1
+        if state == "failed" and error:
+            values["skip_reason"] = str(error)[:500]
+    conn.execute(
+        update(campaign_contacts)
+        .where(cc.campaign_id == row.campaign_id, cc.contact_id == row.contact_id)
+        .values(**values)
+    )
+
+
+def open_messages(
+    conn: Connection, channel: str, after_id: int, limit: int
+) -> list[dict[str, Any]]:
+    """Outbound messages still owed to the carrier (queued or submitting), by id."""
+    query = (
+        select(messages, campaigns.c.name.label("campaign"))
+        .outerjoin(campaigns, campaigns.c.id == M.campaign_id)
+        .where(M.status.in_(OPEN_MESSAGE_STATUSES), M.channel == channel, M.id > after_id)
+        .order_by(M.id)
+        .limit(limit)
+    )
+    return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def in_doubt(conn: Connection, channel: str, now: datetime) -> list[int]:
+    """After a restart: messages left `submitting` had no carrier answer. They go
+    back to `queued`, flagged `in_doubt` (the carrier may have them already):
+    what the issue calls re-submitting only what has no submit_sm_resp, with the
+    store saying which. Returns their ids."""
+    found = list(
+        conn.execute(select(M.id).where(M.status == "submitting", M.channel == channel)).scalars()
+    )
+    for message_id in found:
+        conn.execute(
+            update(messages)
+            .where(M.id == message_id)
+            .values(status="queued", in_doubt=1, updated_at=now, next_attempt_at=None)
+        )
+        _event(conn, message_id, "queued", now,
+               "the daemon stopped before the carrier answered the submit: re-submitted, "
+               "the carrier may hold it twice")  # fmt: skip
+    return found
+
+
+def record_part(
+    conn: Connection, message_id: int, part: int, account: str, carrier_id: str, now: datetime
+) -> None:
+    """The carrier accepted segment `part` of a message under `carrier_id`."""
+    conn.execute(
+        message_parts.insert().values(message_id=message_id, part=part, account=account,
+                                      carrier_id=carrier_id, status="submitted", at=now)
+    )  # fmt: skip
+    if part <= 1:  # the first segment, or part 0: the whole message (an HTTP aggregator)
+        conn.execute(update(messages).where(M.id == message_id).values(carrier_id=carrier_id))
+
+
+def parts_done(conn: Connection, message_id: int) -> set[int]:
+    """The segments of a message the carrier has already accepted."""
+    return set(conn.execute(select(P.part).where(P.message_id == message_id)).scalars())
+
+
+_PART_FAILURES = ("undelivered", "expired", "rejected")
+
+
+def apply_receipt(
+    conn: Connection,
+    account: str,
+    carrier_id: str,
+    status: str,
+    now: datetime,
+    detail: Any,
+    error: str | None = None,
+) -> dict[str, Any] | None:
+    """A delivery receipt for the carrier's `carrier_id` (one segment). The
+    message is delivered once every segment is, undelivered (or expired) as
+    soon as one is. Returns the message (with `changed`: its status moved),
+    or None when no segment has that id: a receipt for an unknown id."""
+    part = conn.execute(
+        select(P.message_id, P.part)
+        .where(P.account == account, P.carrier_id == carrier_id)
+        .order_by(P.message_id.desc())
+        .limit(1)
+    ).first()
+    if part is None:
+        return None
+    conn.execute(
+        update(message_parts)
+        .where(P.message_id == part.message_id, P.part == part.part)
+        .values(status=status, at=now)
+    )
+    row = conn.execute(
+        select(M.id, M.status, M.address, M.segments, campaigns.c.name.label("campaign"))
+        .outerjoin(campaigns, campaigns.c.id == M.campaign_id)
+        .where(M.id == part.message_id)
+    ).first()
+    assert row is not None
+    parts = dict(conn.execute(select(P.part, P.status).where(P.message_id == row.id)).all())
+    statuses = list(parts.values())
+    expected = 1 if 0 in parts else row.segments  # part 0: the whole message (HTTP)
+    failed = [s for s in statuses if s in _PART_FAILURES]
+    if failed:
+        target = failed[0]
+    elif len(statuses) >= expected and all(s == "delivered" for s in statuses):
+        target = "delivered"
+    else:
+        target = None
+    info = {"id": row.id, "address": row.address, "campaign": row.campaign,
+            "part": part.part, "segments": row.segments}  # fmt: skip
+    if target is None or row.status in ("delivered", *_PART_FAILURES):
+        _event(conn, int(row.id), f"part_{status}"[:16], now, detail)
+        return {**info, "status": row.status, "changed": False}
+    fields: dict[str, Any] = {"error": error} if error else {}
+    set_status(conn, int(row.id), target, now, detail, fields)
+    return {**info, "status": target, "changed": True}
+
+
+def record_inbound(
+    conn: Connection, values: Mapping[str, Any], thread_since: datetime, now: datetime
+) -> dict[str, Any]:
+    """Store a received message, threaded to the last outbound message to that
+    address (on the same channel) sent since `thread_since`. Returns the
+    stored row with `thread` (the outbound message's id, campaign and
+    contact, or None)."""
+    channel, address = values["channel"], values["address"]
+    parent = conn.execute(
+        select(M.id, M.campaign_id, M.contact_id, M.sender, campaigns.c.name.label("campaign"))
+        .outerjoin(campaigns, campaigns.c.id == M.campaign_id)
+        .where(
+            M.channel == channel,
+            M.direction == "out",
+            M.address == address,
+            M.created_at >= thread_since,
+            M.status.not_in(("rejected", "failed")),
+        )
+        .order_by(M.created_at.desc(), M.id.desc())
+        .limit(1)
+    ).first()
+    row = {**values, "direction": "in", "status": "received", "created_at": now,
+           "updated_at": now, "final_at": now}  # fmt: skip
+    if parent is not None:
+        row.update(thread_id=parent.id, contact_id=parent.contact_id)
+        conn.execute(
+            update(messages)
+            .where(M.id == parent.id)
+            .values(replies=M.replies + 1, thread_closed_at=None)
+        )
+    message_id = int(conn.execute(messages.insert().values(**row)).inserted_primary_key[0])  # type: ignore[index]
+    _event(conn, message_id, "received", now, values.get("keyword"))
+    thread = None
+    if parent is not None:
+        thread = {"id": parent.id, "campaign": parent.campaign, "contact_id": parent.contact_id,
+                  "sender": parent.sender}  # fmt: skip
+    return {"id": message_id, "thread": thread}
+
+
+def close_threads(
+    conn: Connection, channel: str, quiet_since: datetime, now: datetime
+) -> list[int]:
+    """Interactions (outbound messages with replies) whose customer has said
+    nothing since `quiet_since` are closed; returns their ids."""
+    reply = messages.alias("reply")
+    recent = exists().where(reply.c.thread_id == M.id, reply.c.created_at >= quiet_since)
+    found = list(
+        conn.execute(
+            select(M.id).where(
+                M.channel == channel,
+                M.direction == "out",
+                M.replies > 0,
+                M.thread_closed_at.is_(None),
+                ~recent,
+            )
+        ).scalars()
+    )
+    if found:
+        conn.execute(update(messages).where(M.id.in_(found)).values(thread_closed_at=now))
+        for message_id in found:
+            _event(conn, message_id, "interaction_closed", now, None)
+    return found
+
+
+def message(conn: Connection, message_id: int) -> dict[str, Any]:
+    """One message with its status history and its thread (replies, or the
+    message it answers)."""
+    row = (
+        conn.execute(
+            select(messages, campaigns.c.name.label("campaign"))
+            .outerjoin(campaigns, campaigns.c.id == M.campaign_id)
+            .where(M.id == message_id)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"no message {message_id}")
+    out = {k: iso(v) for k, v in row.items() if k != "campaign_id"}
+    out["history"] = [
+        {k: iso(v) for k, v in e.items()}
+        for e in conn.execute(
+            select(E.at, E.status, E.detail).where(E.message_id == message_id).order_by(E.id)
+        ).mappings()
+    ]
+    root = row["thread_id"] or message_id
+    out["thread"] = [
+        {k: iso(v) for k, v in r.items()}
+        for r in conn.execute(
+            select(M.id, M.direction, M.created_at, M.body, M.status, M.keyword)
+            .where((M.id == root) | (M.thread_id == root))
+            .order_by(M.created_at, M.id)
+        ).mappings()
+    ]
+    return out
+
+
+def messages_of(
+    conn: Connection,
+    *,
+    campaign: str | None = None,
+    address: str | None = None,
+    channel: str | None = None,
+    notifications: bool = False,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Messages, newest first, filtered by campaign, address, channel; with
+    `notifications` only those sent without a campaign."""
+    query = select(
+        M.id, M.channel, M.direction, campaigns.c.name.label("campaign"), M.contact_id,
+        M.address, M.sender, M.status, M.segments, M.encoding, M.carrier_id, M.error,
+        M.tries, M.in_doubt, M.thread_id, M.keyword, M.replies, M.created_at,
+        M.submitted_at, M.final_at, M.body,
+    ).outerjoin(campaigns, campaigns.c.id == M.campaign_id)  # fmt: skip
+    conditions = []
+    if campaign is not None:
+        cid = conn.execute(select(campaigns.c.id).where(campaigns.c.name == campaign)).scalar()
+        if cid is None:
+            raise NotFound(f"no campaign {campaign!r}")
+        conditions.append(M.campaign_id == cid)
+    if notifications:
+        conditions.append(M.campaign_id.is_(None))
+    if address is not None:
+        conditions.append(M.address == address)
+    if channel is not None:
+        conditions.append(M.channel == channel)
+    if conditions:
+        query = query.where(and_(*conditions))
+    query = query.order_by(M.id.desc()).limit(limit)
+    return [{k: iso(v) for k, v in r.items()} for r in conn.execute(query).mappings()]
+
+
+def report(conn: Connection, campaign: str | None) -> dict[str, Any]:
+    """A campaign's (or, with None, the notifications') message totals:
+    contacts total and processed, messages by status, accepted, rejected,
+    delivered, failed, opted out, segments, replies, in doubt."""
+    out: dict[str, Any] = {}
+    if campaign is not None:
+        crow = conn.execute(select(campaigns.c.id).where(campaigns.c.name == campaign)).first()
+        if crow is None:
+            raise NotFound(f"no campaign {campaign!r}")
+        where = M.campaign_id == crow.id
+        states = dict(
+            conn.execute(
+                select(cc.state, func.count()).where(cc.campaign_id == crow.id).group_by(cc.state)
+            ).all()
+        )
+        out["contacts"] = int(sum(states.values()))
+        out["processed"] = int(
+            sum(n for s, n in states.items() if s in ("done", "skipped", "failed"))
+        )
+        out["skipped"] = int(states.get("skipped", 0))
+        out["waiting"] = int(
+            sum(n for s, n in states.items() if s in ("pending", "retry", "deferred"))
+        )
+    else:
+        where = M.campaign_id.is_(None)
+    by_status = {
+        str(s): int(n)
+        for s, n in conn.execute(
+            select(M.status, func.count()).where(where, M.direction == "out").group_by(M.status)
+        )
+    }
+    segments = conn.execute(
+        select(func.coalesce(func.sum(M.segments), 0)).where(
+            where, M.direction == "out", M.status.in_(ACCEPTED)
+        )
+    ).scalar()
+    reply = messages.alias("reply")
+    replies = conn.execute(
+        select(reply.c.keyword, func.count())
+        .join(messages, reply.c.thread_id == M.id)
+        .where(where)
+        .group_by(reply.c.keyword)
+    ).all()
+    out.update(
+        messages=int(sum(by_status.values())),
+        by_status=dict(sorted(by_status.items())),
+        accepted=int(sum(by_status.get(s, 0) for s in ACCEPTED)),
+        rejected=by_status.get("rejected", 0),
+        delivered=by_status.get("delivered", 0),
+        failed=int(sum(by_status.get(s, 0) for s in ("failed", "undelivered", "expired"))),
+        queued=int(sum(by_status.get(s, 0) for s in OPEN_MESSAGE_STATUSES)),
+        segments=int(segments or 0),
+        in_doubt=int(conn.execute(
+            select(func.count()).where(where, M.in_doubt == 1)
+        ).scalar() or 0),
+        replies=int(sum(n for _, n in replies)),
+        opted_out=int(sum(n for k, n in replies if k == "stop")),
+    )  # fmt: skip
+    return out
+
+
+__all__ = [
+    "ACCEPTED", "FINAL", "DuplicateMessage", "apply_receipt", "close_threads", "create",
+    "in_doubt", "message", "messages_of", "open_messages", "parts_done", "record_inbound",
+    "record_part", "report", "set_status",
+]  # fmt: skip
