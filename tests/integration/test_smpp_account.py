@@ -278,3 +278,18 @@ async def test_close_unbinds_every_bind_and_stops_reconnecting(
     assert smsc.command("mo 447700900123 Clinic hello") == "sent mo 0"  # no session left
     with pytest.raises(SmppStateError):
         await account.submit(message(1))
+
+
+async def test_a_cancelled_submit_does_not_leak_its_place(smsc: NodeSmsc) -> None:
+    cfg = config(smsc.port, binds=1, session=SessionConfig("outdial", "secret", window=1))
+    account = await started(cfg)
+    tasks = [asyncio.create_task(account.submit(message(i))) for i in range(4)]
+    await asyncio.sleep(0)  # the first is in flight, the other three wait for a bind
+    tasks[1].cancel()
+    tasks[2].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], str) and isinstance(results[3], str)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[1:3])
+    assert len(set(await asyncio.gather(*(account.submit(message(i)) for i in range(20))))) == 20
+    assert smsc.stats() == (22, 22)
+    await account.close()
