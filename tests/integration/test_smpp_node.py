@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,12 +13,13 @@ from carriers.sms.smpp.errors import (
     SmppBindError,
     SmppStateError,
     SubmitNotAcknowledgedError,
+    SubmitRejectedError,
 )
 from carriers.sms.smpp.events import MessageReceived, ReceiptReceived, SessionEvent, Unbound
 from carriers.sms.smpp.pdu import ShortMessage, Status, Tag, find_tlv
 from carriers.sms.smpp.receipt import MessageState
 from carriers.sms.smpp.session import BindMode, SessionConfig
-from tests.integration.smsc import NodeSmsc, run_smsc
+from tests.integration.smsc import NodeSmsc, free_port, run_smsc
 
 pytestmark = pytest.mark.smsc
 
@@ -181,3 +183,44 @@ async def test_a_cancelled_waiter_does_not_leak_its_window_slot(smsc: NodeSmsc) 
     assert all(isinstance(r, asyncio.CancelledError) for r in results[1:3])
     assert len(set(await asyncio.gather(*(client.submit(message(i)) for i in range(20))))) == 20
     await client.unbind()
+
+
+async def test_the_test_smsc_throttles_holds_counts_logs_and_closes(tmp_path: Path) -> None:
+    log = tmp_path / "submits.jsonl"
+    smsc = NodeSmsc(port=free_port(), log=log).start()
+    try:
+        client = await SmppClient.connect("127.0.0.1", smsc.port, SessionConfig("outdial"))
+        first = await client.submit(message(0))
+        smsc.throttle(2)
+        for _ in range(2):
+            with pytest.raises(SubmitRejectedError) as info:
+                await client.submit(message(1))
+            assert info.value.status == Status.ESME_RTHROTTLED and info.value.retryable
+        second = await client.submit(message(1))
+        smsc.hold()
+        held = asyncio.create_task(client.submit(message(2)))
+        await until(lambda: smsc.counts().get(message(2).destination_addr) == 1)
+        smsc.release()
+        third = await client.submit(message(3))
+        assert smsc.receipt("not-ours-42", "UNDELIV") == 1
+        receipt = await next_of(client.events, ReceiptReceived)
+        while isinstance(receipt, ReceiptReceived) and receipt.receipt.message_id != "not-ours-42":
+            receipt = await next_of(client.events, ReceiptReceived)  # ours came first
+        assert isinstance(receipt, ReceiptReceived)
+        assert receipt.receipt.state is MessageState.UNDELIVERABLE
+        assert smsc.counts() == {
+            message(0).destination_addr: 1,
+            message(1).destination_addr: 3,
+            message(2).destination_addr: 1,
+            message(3).destination_addr: 1,
+        }
+        assert smsc.stats() == (6, 3)
+        assert smsc.close_sessions() == 1
+        assert await next_of(client.events, Unbound) == Unbound(by_peer=True)
+        with pytest.raises(SubmitNotAcknowledgedError):
+            await held
+        ids = [r["id"] for r in smsc.logged()]
+        assert ids == [first, None, None, second, None, third]
+        assert smsc.logged()[0]["text"] == message(0).short_message.decode()
+    finally:
+        smsc.stop()

@@ -7,9 +7,11 @@ message id or raises. Everything else (receipts, mobile-originated messages,
 notices, the end of the link) goes to `events` (an `asyncio.Queue`) and, if
 given, to `on_event`.
 
-Not done here, by design for now: reconnect and backoff. When the link ends,
-every outstanding submit fails with `SubmitNotAcknowledgedError` and the
-client is finished; the owner (an account with several binds) makes a new one.
+Not done here, by design: reconnect and backoff. When the link ends, every
+outstanding submit fails with `SubmitNotAcknowledgedError` and the client is
+finished. `carriers.sms.smpp.account.SmppAccount` owns several clients (one per
+bind), makes a new one after a backoff when a link ends, spreads submits over
+them and applies the account's and each bind's rate limits.
 """
 
 from __future__ import annotations

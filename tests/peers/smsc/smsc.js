@@ -1,7 +1,7 @@
 // A loopback SMSC for outdial's SMPP integration tests, built on the npm `smpp`
 // package's createServer (independent code from ours).
 //
-//   node smsc.js [--port N] [--answer N] [--password PW]
+//   node smsc.js [--port N] [--answer N] [--password PW] [--log FILE]
 //
 // Prints "ready <port>" once listening. Binds of every kind are accepted (a
 // wrong --password is refused with ESME_RINVPASWD). Each submit_sm is answered
@@ -10,12 +10,34 @@
 // TLVs with the text, odd ids the Appendix B text only. With --answer N only
 // the first N submits are answered; later ones are held unanswered.
 //
-// Commands on stdin, one a line:
+// --log FILE appends one JSON line per received submit_sm, written before it is
+// answered: {"dst", "src", "text" (decoded), "coding", "id" (the message id it
+// was answered with, or null when throttled or held)}. The file outlives this
+// process and whatever client was killed mid-run.
+//
+// Commands on stdin, one a line, each answered with one line on stdout:
 //   mo <source_addr> <destination_addr> <text...>   send a mobile-originated deliver_sm
-//   drop                                            destroy every connection (fault test)
+//                                                   to every session: "sent mo <sessions>"
+//   receipt <message_id> <stat>                     send a delivery receipt for any id (known
+//                                                   or not; stat DELIVRD, UNDELIV, EXPIRED,
+//                                                   REJECTD...) to every session:
+//                                                   "sent receipt <sessions>"
+//   throttle <K>                                    answer the next K submit_sm with
+//                                                   ESME_RTHROTTLED (0x58): "throttling <K>"
+//   hold                                            stop answering submit_sm: "holding"
+//   release                                         answer again (the held stay
+//                                                   unanswered): "released <held so far>"
+//   drop                                            destroy every connection (fault test):
+//                                                   "dropped"
+//   close                                           unbind every session and close it
+//                                                   once answered (destroyed if not within
+//                                                   2 s): "closing <sessions>", at once
 //   stats                                           print "stats <submits> <answered>"
+//   counts                                          print "counts <JSON {destination_addr:
+//                                                   submit_sm received}>"
 'use strict';
 
+const fs = require('fs');
 const readline = require('readline');
 const smpp = require('smpp');
 
@@ -27,11 +49,27 @@ function option(name, fallback) {
 const port = Number(option('--port', '0'));
 const answerLimit = Number(option('--answer', '-1'));
 const password = option('--password', null);
+const logFile = option('--log', null);
 
 let nextId = 1;
 let submits = 0;
-let answered = 0;
+let answered = 0; // with a message id
+let throttleNext = 0;
+let holding = false;
+let held = 0;
+const counts = {};
 const sessions = new Set();
+
+const STATES = {
+	ENROUTE: smpp.MESSAGE_STATE.ENROUTE,
+	DELIVRD: smpp.MESSAGE_STATE.DELIVERED,
+	EXPIRED: smpp.MESSAGE_STATE.EXPIRED,
+	DELETED: smpp.MESSAGE_STATE.DELETED,
+	UNDELIV: smpp.MESSAGE_STATE.UNDELIVERABLE,
+	ACCEPTD: smpp.MESSAGE_STATE.ACCEPTED,
+	UNKNOWN: smpp.MESSAGE_STATE.UNKNOWN,
+	REJECTD: smpp.MESSAGE_STATE.REJECTED,
+};
 
 function stamp(date) {
 	const p = (n) => String(n).padStart(2, '0');
@@ -54,6 +92,47 @@ function receipt(session, submit, messageId) {
 		pdu.message_state = smpp.MESSAGE_STATE.DELIVERED;
 	}
 	session.deliver_sm(pdu);
+}
+
+// A receipt for an id this SMSC may never have issued: the client must cope.
+function arbitraryReceipt(session, messageId, stat) {
+	const now = stamp(new Date());
+	const state = STATES[stat] === undefined ? smpp.MESSAGE_STATE.UNKNOWN : STATES[stat];
+	session.deliver_sm({
+		source_addr: '447700900000',
+		destination_addr: 'outdial',
+		esm_class: smpp.ESM_CLASS.MC_DELIVERY_RECEIPT,
+		short_message: `id:${messageId} sub:001 dlvrd:000 submit date:${now} done date:${now}`
+			+ ` stat:${stat} err:000 text:`,
+		receipted_message_id: messageId,
+		message_state: state,
+	});
+}
+
+function record(pdu, messageId) {
+	const destination = pdu.destination_addr;
+	counts[destination] = (counts[destination] || 0) + 1;
+	if (logFile !== null) {
+		const message = pdu.short_message || {};
+		const line = JSON.stringify({
+			dst: destination,
+			src: pdu.source_addr,
+			text: typeof message.message === 'string' ? message.message
+				: Buffer.from(message.message || []).toString('hex'),
+			coding: pdu.data_coding,
+			id: messageId,
+		});
+		fs.appendFileSync(logFile, line + '\n');
+	}
+}
+
+function closeGracefully(session) {
+	// Section 4.2: the SMSC may unbind too; close once the ESME answers.
+	const timer = setTimeout(() => session.destroy(), 2000);
+	session.socket.once('close', () => clearTimeout(timer));
+	if (!session.unbind(() => session.close())) {
+		session.destroy();
+	}
 }
 
 function onBind(session, pdu) {
@@ -80,11 +159,20 @@ const server = smpp.createServer((session) => {
 	});
 	session.on('submit_sm', (pdu) => {
 		submits += 1;
-		if (answerLimit >= 0 && answered >= answerLimit) {
+		if (holding || (answerLimit >= 0 && answered >= answerLimit)) {
+			held += 1;
+			record(pdu, null);
 			return; // held: never answered
+		}
+		if (throttleNext > 0) {
+			throttleNext -= 1;
+			record(pdu, null);
+			session.send(pdu.response({ command_status: smpp.ESME_RTHROTTLED }));
+			return;
 		}
 		answered += 1;
 		const messageId = (nextId++).toString(16).padStart(8, '0');
+		record(pdu, messageId);
 		session.send(pdu.response({ message_id: messageId }));
 		if (pdu.registered_delivery & 1) {
 			setImmediate(() => receipt(session, pdu, messageId));
@@ -113,7 +201,33 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
 			session.socket.destroy();
 		}
 		process.stdout.write('dropped\n');
+	} else if (command === 'receipt') {
+		const [messageId, stat] = rest;
+		for (const session of sessions) {
+			arbitraryReceipt(session, messageId, stat || 'DELIVRD');
+		}
+		process.stdout.write(`sent receipt ${sessions.size}\n`);
+	} else if (command === 'throttle') {
+		throttleNext = Number(rest[0] || '1');
+		process.stdout.write(`throttling ${throttleNext}\n`);
+	} else if (command === 'hold') {
+		holding = true;
+		process.stdout.write('holding\n');
+	} else if (command === 'release') {
+		holding = false;
+		process.stdout.write(`released ${held}\n`);
+	} else if (command === 'close') {
+		// Answered at once: the client that must answer the unbind may be waiting on
+		// this very line (a test driving the SMSC from inside its event loop).
+		for (const session of sessions) {
+			closeGracefully(session);
+		}
+		process.stdout.write(`closing ${sessions.size}\n`);
 	} else if (command === 'stats') {
 		process.stdout.write(`stats ${submits} ${answered}\n`);
+	} else if (command === 'counts') {
+		process.stdout.write(`counts ${JSON.stringify(counts)}\n`);
+	} else if (command) {
+		process.stdout.write(`unknown command ${command}\n`);
 	}
 }).on('close', () => process.exit(0));
