@@ -9,6 +9,7 @@ from engine.bus import EventBus
 
 if TYPE_CHECKING:
     from engine.config import DaemonConfig
+    from engine.sms.service import SmsService
     from engine.store import Store
     from engine.voice.agents import AgentPool
     from engine.voice.campaigns import CampaignManager
@@ -22,3 +23,4 @@ class App:
     config: DaemonConfig
     started_at: float
     agents: AgentPool | None = None
+    sms: SmsService | None = None

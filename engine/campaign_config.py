@@ -47,7 +47,8 @@ from engine.voice.ivr import Flow, check_queues, load_flow, parse_flow
 MIN_RING_TIMEOUT = 15.0
 MAX_RING_TIMEOUT = 300.0
 CHANNELS = ("voice",)
-LATER_CHANNELS = ("sms", "email")
+LATER_CHANNELS = ("email",)
+MESSAGE_CHANNELS = ("sms",)  # loaded by their own channel (engine/sms/campaign.py)
 MODES = ("agentless", "preview", "progressive", "power", "predictive")
 AGENT_MODES = ("preview", "progressive", "power", "predictive")
 LATER_MODES: tuple[str, ...] = ()
@@ -567,6 +568,8 @@ def load_campaigns(config: DaemonConfig) -> tuple[dict[str, CampaignConfig], lis
     for file in files:
         try:
             top = _read_mapping(file)
+            if (top.text("channel") or "").strip().lower() in MESSAGE_CHANNELS:
+                continue  # an SMS campaign: engine/sms/campaign.py loads it
             campaign = _campaign(top, file, config)
         except ConfigError as exc:
             errors.append(exc)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from engine import agent_commands as ac
 from engine import amd_commands as amd
 from engine import media_commands as mc
+from engine import sms_commands as sc
 from engine.campaign_config import DEFAULT_DNC_LIST, DEFAULT_OPTOUT_LIST
 from engine.config import ConfigError
 from engine.errors import BadRequest, InvalidState, NotFound, OutdialError
@@ -185,6 +186,8 @@ async def status(app: App) -> dict[str, Any]:
         result["agents"] = app.agents.counts()
     campaigns = await app.campaigns.list()
     result["progress"] = {c["name"]: c.get("progress", {}) for c in campaigns}
+    if app.sms is not None:
+        result["sms"] = app.sms.status()
     result["event_subscribers"] = app.bus.subscribers
     return result
 
@@ -194,11 +197,20 @@ async def status(app: App) -> dict[str, Any]:
 
 async def campaign_list(app: App) -> list[dict[str, Any]]:
     """Every campaign with its state and progress."""
-    return await app.campaigns.list()
+    voice = await app.campaigns.list()
+    sms = [await r.describe() for r in app.sms.runners.values()] if app.sms is not None else []
+    return voice + sms
 
 
 async def campaign_show(app: App, name: str) -> dict[str, Any]:
     """One campaign: configuration, state, progress, calls in flight."""
+    if sc.is_sms_campaign(app, name):
+        assert app.sms is not None
+        runner = app.sms.runner(name)
+        info = await runner.describe()
+        info["config"] = (await app.store.campaign(name)).get("definition")
+        info["file"] = str(runner.cfg.file)
+        return info
     return await app.campaigns.show(name)
 
 
@@ -206,7 +218,10 @@ async def campaign_load(app: App, path: str) -> dict[str, Any]:
     """(Re)load a campaign file; a broken file is a BadRequest naming the
     file, line and field."""
     try:
-        name = await app.campaigns.load(Path(path))
+        if app.sms is not None and app.sms.is_sms_file(Path(path)):
+            name = await sc.service(app).load(Path(path), set(app.campaigns.runners))
+        else:
+            name = await app.campaigns.load(Path(path))
     except ConfigError as exc:
         raise BadRequest(str(exc)) from exc
     return {"campaign": name, "file": path, "state": await _state(app, name)}
@@ -220,26 +235,38 @@ async def campaign_start(app: App, name: str) -> dict[str, Any]:
     """Start placing calls (InvalidState when running already, or when one of
     its do-not-contact lists is not in the store)."""
     await _check_dnc_lists(app, name)
-    await app.campaigns.start(name)
+    if sc.is_sms_campaign(app, name):
+        await sc.service(app).start_campaign(name)
+    else:
+        await app.campaigns.start(name)
     return {"campaign": name, "state": await _state(app, name)}
 
 
 async def campaign_pause(app: App, name: str) -> dict[str, Any]:
     """Stop placing new calls; calls in progress finish."""
-    await app.campaigns.pause(name)
+    if sc.is_sms_campaign(app, name):
+        await sc.service(app).pause_campaign(name)
+    else:
+        await app.campaigns.pause(name)
     return {"campaign": name, "state": await _state(app, name)}
 
 
 async def campaign_resume(app: App, name: str) -> dict[str, Any]:
     """Resume a paused campaign (its do-not-contact lists checked again)."""
     await _check_dnc_lists(app, name)
-    await app.campaigns.resume(name)
+    if sc.is_sms_campaign(app, name):
+        await sc.service(app).resume_campaign(name)
+    else:
+        await app.campaigns.resume(name)
     return {"campaign": name, "state": await _state(app, name)}
 
 
 async def campaign_stop(app: App, name: str) -> dict[str, Any]:
     """Pause and mark stopped."""
-    await app.campaigns.stop(name)
+    if sc.is_sms_campaign(app, name):
+        await sc.service(app).stop_campaign(name)
+    else:
+        await app.campaigns.stop(name)
     return {"campaign": name, "state": await _state(app, name)}
 
 
@@ -524,6 +551,8 @@ async def compliance_report(
 async def report_summary(app: App, campaign: str) -> dict[str, Any]:
     """Counts per result, connect rate, average ring and talk time."""
     await app.store.campaign(campaign)  # NotFound for an unknown campaign
+    if sc.is_sms_campaign(app, campaign):
+        return await sc.sms_report(app, campaign)
     return {"campaign": campaign, **await app.store.summary(campaign)}
 
 
@@ -660,4 +689,24 @@ COMMANDS: dict[str, Command] = _commands(
             "stored agent state changes"),
     Command("callback.list", ac.callbacks_list, (Arg("campaign", "str", help="campaign"),),
             "scheduled callbacks"),
+    Command("sms.send", sc.sms_send, (
+        Arg("number", "str", True, "the phone number (E.164, or national in `region`)"),
+        Arg("text", "str", help="the message (or a template)"),
+        Arg("template", "str", help="one of sms.templates"),
+        Arg("data", "str_map", help="the template's columns"),
+        Arg("sender", "str", help="our sender (default sms.default_sender)"),
+        Arg("account", "str", help="SMS account (default sms.default_account)"), _REGION,
+    ), "send one SMS without a campaign"),
+    Command("sms.preview", sc.sms_preview, (
+        Arg("text", "str", True), Arg("smart", "bool", help="smart encoding"),
+    ), "encoding, segment count, characters that force UCS-2, split URLs"),
+    Command("sms.show", sc.sms_show, (Arg("id", "int", True, "message id"),),
+            "one message with its history and thread"),
+    Command("sms.list", sc.sms_list, (
+        Arg("campaign", "str"), Arg("number", "str"),
+        Arg("notifications", "bool", help="only messages sent without a campaign"),
+        Arg("limit", "int", help="at most this many (default 100)"),
+    ), "messages, newest first"),
+    Command("sms.report", sc.sms_report, (Arg("campaign", "str", help="campaign (default: "
+            "the notifications)"),), "message totals of a campaign or of the notifications"),
 )  # fmt: skip

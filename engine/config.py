@@ -16,13 +16,16 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from carriers.sip.errors import SipParseError
 from carriers.sip.message import SipURI
 from carriers.sip.parser import parse_address, parse_uri
+
+if TYPE_CHECKING:
+    from engine.sms.config import HttpConfig, SmsConfig
 
 __all__ = [
     "LOG_FORMATS",
@@ -474,12 +477,14 @@ class DaemonConfig:
     legal_hours: str = "enforce"
     tts_cache: Path = Path("var/tts")  # rendered IVR prompts, by (engine, voice, text)
     amd_samples: Path = Path("var/amd-samples")  # recorded AMD samples, by campaign
+    sms: SmsConfig | None = None  # the `sms:` section (engine/sms/config.py)
+    http: HttpConfig | None = None  # the HTTP listener (webhooks; the API extends it)
 
 
 _DAEMON_FIELDS = {
     "trunks", "store_url", "control_socket", "sip_host", "sip_port", "rtp_ports",
     "campaigns_dir", "prompts_dir", "log", "shutdown_grace", "agents", "registrar",
-    "compliance", "tts_cache", "amd_samples",
+    "compliance", "tts_cache", "amd_samples", "sms", "http",
 }  # fmt: skip
 _HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 # sockaddr_un.sun_path holds 108 bytes on Linux, including the terminating NUL.
@@ -566,6 +571,8 @@ def _log(m: _Node) -> LogConfig:
 
 def load_config(path: str | Path) -> DaemonConfig:
     """Read and validate the daemon's config file; ConfigError names file, line and field."""
+    from engine.sms.config import parse_http, parse_sms
+
     top = _read_mapping(path)
     top.check_keys(_DAEMON_FIELDS)
     base = Path(path).absolute().parent
@@ -590,6 +597,8 @@ def load_config(path: str | Path) -> DaemonConfig:
         legal_hours=_legal_hours(top, trunks),
         tts_cache=Path(top.text("tts_cache") or "var/tts"),
         amd_samples=Path(top.text("amd_samples") or "var/amd-samples").expanduser(),
+        sms=parse_sms(top),
+        http=parse_http(top),
     )
 
 

@@ -22,10 +22,12 @@ from engine.app import App
 from engine.bus import EventBus
 from engine.config import DaemonConfig
 from engine.control import ControlServer
+from engine.sms.service import SmsService
 from engine.store import Store
 from engine.voice.agents import AgentPool, agent_locator, stored_agents
 from engine.voice.campaigns import CampaignManager
 from engine.voice.telephony import Telephony
+from engine.web import WebServer
 
 log = structlog.get_logger("outdial.daemon")
 
@@ -67,21 +69,33 @@ async def run_daemon(config: DaemonConfig) -> int:
     if stale:
         log.warning("agents left logged in by the last run are logged out", count=stale)
     manager = CampaignManager(store, bus, config, tel, agents)
+    sms = SmsService(store, bus, config)
     app = App(store=store, campaigns=manager, bus=bus, config=config, started_at=time.time(),
-              agents=agents)  # fmt: skip
+              agents=agents, sms=sms)  # fmt: skip
     await manager.load_all()
     interrupted = await manager.reconcile()
     if interrupted:
         log.warning("reconciled attempts left in flight by a crash", count=interrupted)
+    await sms.start(
+        set(manager.runners)
+    )  # after the voice campaigns: an SMS campaign may not take their names
+    web = WebServer(app, config.http) if config.http is not None else None
+    if web is not None:
+        await web.start()
     control = ControlServer(app, config.control_socket)
     await control.start()
     host, port = tel.sip.local_address
     log.info("outdial running", sip=f"{host}:{port}", control=str(config.control_socket),
              campaigns=len(manager.runners), store=config.store_url)  # fmt: skip
     await manager.resume_running()
+    await sms.resume_running()
     await stop.wait()
     await control.stop()
-    await manager.shutdown(config.shutdown_grace)
+    await asyncio.gather(
+        manager.shutdown(config.shutdown_grace), sms.shutdown(config.shutdown_grace)
+    )
+    if web is not None:
+        await web.stop()
     await agents.logout_all()
     await tel.close()
     await store.close()

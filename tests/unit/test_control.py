@@ -970,6 +970,7 @@ def test_registry_covers_the_issue() -> None:
         "agent.login", "agent.logout", "agent.add", "agent.remove", "agent.ready", "agent.not_ready", "agent.hangup",
         "agent.wrapup", "agent.preview_accept", "agent.preview_skip", "agent.status",
         "agent.history", "callback.list", "media.stats",
+        "sms.send", "sms.preview", "sms.show", "sms.list", "sms.report",
     }  # fmt: skip
     assert set(COMMANDS) == expected
     for name, command in COMMANDS.items():

@@ -18,6 +18,7 @@
 // Commands on stdin, one a line, each answered with one line on stdout:
 //   mo <source_addr> <destination_addr> <text...>   send a mobile-originated deliver_sm
 //                                                   to every session: "sent mo <sessions>"
+//   mo1 <source_addr> <destination_addr> <text...>  the same on one session only
 //   receipt <message_id> <stat>                     send a delivery receipt for any id (known
 //                                                   or not; stat DELIVRD, UNDELIV, EXPIRED,
 //                                                   REJECTD...) to every session:
@@ -186,16 +187,19 @@ server.listen(port, '127.0.0.1', () => {
 
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
 	const [command, ...rest] = line.trim().split(' ');
-	if (command === 'mo') {
+	if (command === 'mo' || command === 'mo1') {
+		// mo: on every session (as the older tests expect); mo1: on one session,
+		// as a real SMSC delivers a mobile-originated message once.
 		const [source, destination, ...words] = rest;
-		for (const session of sessions) {
+		const targets = command === 'mo1' ? [...sessions].slice(0, 1) : [...sessions];
+		for (const session of targets) {
 			session.deliver_sm({
 				source_addr: source,
 				destination_addr: destination,
 				short_message: words.join(' '),
 			});
 		}
-		process.stdout.write(`sent mo ${sessions.size}\n`);
+		process.stdout.write(`sent mo ${targets.length}\n`);
 	} else if (command === 'drop') {
 		for (const session of sessions) {
 			session.socket.destroy();

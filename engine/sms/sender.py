@@ -1,0 +1,199 @@
+"""The sender: takes a stored outbound message to the carrier and records what
+happened, whatever message it is (a campaign's, a notification, a keyword's
+confirmation).
+
+For each message: `submitting` is committed, then every segment the carrier
+has not yet accepted is submitted (a segment it accepted has a message_parts
+row, so after a crash only the others go again), each accepted segment is
+recorded, and the message becomes `submitted`. A refusal is `rejected` with
+the carrier's words; a temporary failure (throttled, queue full, 429/5xx, no
+answer) goes back to `queued` with a retry time, up to the retry attempts,
+then `failed`. No answer at all sets `in_doubt`: the carrier may hold it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from carriers.sms.encoding import segment
+from engine.sms.channels import WHOLE, Channel, Outgoing, SendFailure
+
+if TYPE_CHECKING:
+    from engine.bus import EventBus
+    from engine.store import Store
+
+log = logging.getLogger("outdial.sms")
+
+DEFAULT_RETRY = (3, 60.0)  # attempts, seconds: notifications and keyword replies
+
+
+@dataclass(slots=True)
+class Pending:
+    """An outbound message the sender owes the carrier (a messages row)."""
+
+    id: int
+    address: str
+    sender: str
+    account: str
+    body: str
+    tries: int = 0
+    in_doubt: bool = False
+    campaign: str | None = None
+    contact_id: int | None = None
+    not_before: datetime | None = None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Pending:
+        return cls(
+            id=int(row["id"]),
+            address=row["address"],
+            sender=row["sender"],
+            account=row["account"],
+            body=row["body"],
+            tries=int(row.get("tries") or 0),
+            in_doubt=bool(row.get("in_doubt")),
+            campaign=row.get("campaign"),
+            contact_id=row.get("contact_id"),
+            not_before=row.get("next_attempt_at"),
+        )
+
+
+class Sender:
+    """Delivers `Pending` messages through their account's channel, a bounded
+    number at a time per account, each in its own task."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        channels: dict[str, Channel],
+        retry_of: Callable[[str | None], tuple[int, float]],
+        concurrency: dict[str, int],
+    ) -> None:
+        self.store, self.bus, self.channels = store, bus, channels
+        self.retry_of = retry_of
+        self._slots = {name: asyncio.Semaphore(n) for name, n in concurrency.items()}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.closing = False
+        self.counts = {"submitted": 0, "rejected": 0, "failed": 0, "retried": 0}
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    def owns(self, message_id: int) -> bool:
+        return message_id in self._tasks
+
+    def schedule(self, message: Pending) -> None:
+        """Deliver `message` in the background (once: a message already owned is left)."""
+        if message.id in self._tasks or self.closing:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(message))
+        self._tasks[message.id] = task
+        task.add_done_callback(partial(self._forget, message.id))
+
+    def _forget(self, message_id: int, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(message_id) is task:  # a retry may own the id by now
+            del self._tasks[message_id]
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking messages; let those being submitted finish for `grace` s.
+        Messages waiting for a retry time stay queued in the store."""
+        self.closing = True
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self, message: Pending) -> None:
+        try:
+            await self._deliver(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sms: delivering message %s failed", message.id)
+
+    async def _deliver(self, message: Pending) -> None:
+        if message.not_before is not None:
+            wait = (message.not_before - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        channel = self.channels.get(message.account)
+        if channel is None:
+            await self.store.message_status(
+                message.id,
+                "failed",
+                f"no SMS account {message.account!r} in the config",
+                error=f"no SMS account {message.account!r}",
+            )
+            return
+        seg = segment(message.body)
+        out = Outgoing(message.id, message.address, message.sender, message.body, seg)
+        parts = [WHOLE] if channel.whole_message else list(range(1, len(seg.segments) + 1))
+        async with self._slots[message.account]:
+            if self.closing:
+                return
+            done = await self.store.parts_done(message.id) if message.tries else set()
+            await self.store.message_status(message.id, "submitting", None, tries="+1")
+            message.tries += 1
+            first: str | None = None
+            try:
+                for part in parts:
+                    if part in done:
+                        continue
+                    carrier_id = await channel.submit(out, part)
+                    first = first or carrier_id
+                    self.store.record_part(message.id, part, message.account, carrier_id)
+            except SendFailure as failure:
+                self._failed(message, failure)
+                return
+        self.store.set_message_status(message.id, "submitted", {"carrier_id": first})
+        self.counts["submitted"] += 1
+        self.bus.publish(
+            "sms.submitted",
+            id=message.id,
+            to=message.address,
+            campaign=message.campaign,
+            carrier_id=first,
+            segments=len(parts),
+        )
+
+    def _failed(self, message: Pending, failure: SendFailure) -> None:
+        attempts, after = self.retry_of(message.campaign)
+        fields: dict[str, Any] = {"error": failure.reason}
+        if failure.in_doubt:
+            fields["in_doubt"] = 1
+            message.in_doubt = True
+        if not failure.retryable:
+            status = "rejected"
+        elif message.tries >= attempts:
+            status = "failed"
+        else:
+            status = "queued"
+            delay = after * (2 ** (message.tries - 1))
+            message.not_before = datetime.now(UTC) + timedelta(seconds=delay)
+            fields["next_attempt_at"] = message.not_before
+        self.store.set_message_status(message.id, status, failure.reason, **fields)
+        self.counts["retried" if status == "queued" else status] += 1
+        self.bus.publish(
+            f"sms.{status if status != 'queued' else 'retry'}",
+            id=message.id,
+            to=message.address,
+            campaign=message.campaign,
+            reason=failure.reason,
+            in_doubt=message.in_doubt,
+        )
+        if status == "queued" and not self.closing:
+            self._tasks.pop(message.id, None)
+            self.schedule(message)

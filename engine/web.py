@@ -1,0 +1,145 @@
+"""The daemon's HTTP listener (aiohttp): today the SMS aggregators' webhooks;
+the HTTP API extends the same server.
+
+Routes, per SMS account of the `sms:` section:
+
+- `POST /sms/twilio/{account}/status`  status callbacks (X-Twilio-Signature checked)
+- `POST /sms/twilio/{account}/inbound` inbound messages (the same check)
+- `GET|POST /sms/kannel/{account}/dlr` Kannel delivery reports (`key` = the account's dlr_key)
+- `GET|POST /sms/kannel/{account}/mo`  Kannel sms-service get-url for inbound messages:
+  `...?key=KEY&from=%p&to=%P&text=%a`
+- `GET /health`                         200 while the daemon runs
+
+The signature covers the URL the aggregator was given, so `http.public_url`
+must be the address the aggregator calls (behind a proxy, the proxy's).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from carriers.sms.http.client import (
+    kannel_dlr_handler,
+    twilio_inbound_handler,
+    twilio_status_handler,
+)
+from carriers.sms.http.kannel import DeliveryReport, DlrType
+from carriers.sms.http.twilio import InboundMessage, MessageStatus, StatusCallback
+
+if TYPE_CHECKING:
+    from engine.app import App
+    from engine.sms.config import HttpConfig, SmsAccountConfig
+    from engine.sms.service import SmsService
+
+log = logging.getLogger("outdial.web")
+
+_TWILIO_STATUS = {
+    MessageStatus.DELIVERED: "delivered",
+    MessageStatus.READ: "delivered",
+    MessageStatus.UNDELIVERED: "undelivered",
+    MessageStatus.FAILED: "undelivered",
+    MessageStatus.CANCELED: "undelivered",
+}
+
+
+def _kannel_status(report: DeliveryReport) -> str:
+    if report.type & DlrType.DELIVERED:
+        return "delivered"
+    if report.type & (DlrType.UNDELIVERED | DlrType.NOT_DELIVERED_TO_SMSC):
+        return "undelivered"
+    return "submitted"  # intermediate (queued on / delivered to the SMSC)
+
+
+class WebServer:
+    def __init__(self, app: App, config: HttpConfig) -> None:
+        self.app, self.config = app, config
+        self.web = web.Application(client_max_size=256 * 1024)
+        self.web.router.add_get("/health", self._health)
+        sms = app.sms
+        if sms is not None and sms.cfg is not None:
+            for account in sms.cfg.accounts.values():
+                self._sms_routes(sms, account)
+        self._runner: web.AppRunner | None = None
+        self.port = config.port
+
+    def _sms_routes(self, sms: SmsService, account: SmsAccountConfig) -> None:
+        name, base = account.name, f"/sms/{account.type}/{account.name}"
+        public = f"{self.config.public_url}{base}"
+        router = self.web.router
+        if account.type == "twilio":
+
+            async def on_status(event: StatusCallback) -> None:
+                status = _TWILIO_STATUS.get(event.status, "submitted")
+                error = f"error {event.error_code}" if event.error_code else None
+                await sms.on_receipt(
+                    name, event.message_sid, status, {"status": event.raw_status}, error
+                )
+
+            async def on_message(event: InboundMessage) -> None:
+                await sms.on_inbound(name, event.from_, event.to, event.body)
+
+            router.add_post(
+                f"{base}/status",
+                twilio_status_handler(account.auth_token, on_status, public_url=f"{public}/status"),
+            )
+            router.add_post(
+                f"{base}/inbound",
+                twilio_inbound_handler(
+                    account.auth_token, on_message, public_url=f"{public}/inbound"
+                ),
+            )
+        elif account.type == "kannel":
+
+            async def on_report(report: DeliveryReport) -> None:
+                await sms.on_receipt(
+                    name,
+                    report.reference,
+                    _kannel_status(report),
+                    {"type": int(report.type), "answer": report.answer},
+                )
+
+            dlr = kannel_dlr_handler(on_report, secret=account.dlr_key)
+            router.add_get(f"{base}/dlr", dlr)
+            router.add_post(f"{base}/dlr", dlr)
+            mo = self._kannel_mo(sms, name, account.dlr_key)
+            router.add_get(f"{base}/mo", mo)
+            router.add_post(f"{base}/mo", mo)
+
+    @staticmethod
+    def _kannel_mo(sms: SmsService, account: str, key: str | None):  # type: ignore[no-untyped-def]
+        async def handler(request: web.Request) -> web.StreamResponse:
+            query = request.query
+            if key is not None and not hmac.compare_digest(
+                query.get("key", "").encode(), key.encode()
+            ):
+                return web.Response(status=403, text="bad or missing key")
+            missing = [p for p in ("from", "to", "text") if p not in query]
+            if missing:
+                return web.Response(status=400, text=f"missing {', '.join(missing)}")
+            await sms.on_inbound(account, query["from"], query["to"], query["text"])
+            return web.Response(text="")  # an empty reply: Kannel sends nothing back
+
+        return handler
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        del request
+        return web.json_response({"status": "ok"})
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.web, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        log.info("http listening on %s:%s", self.config.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
