@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.integration.daemon import ControlError, Daemon
-from tests.integration.sipp import free_port
+from tests.integration.sipp import ROOT, free_port
 from tests.integration.smsc import NodeSmsc, run_smsc
 
 pytestmark = pytest.mark.smsc
@@ -79,6 +81,13 @@ def write_contacts(path: Path, count: int, *, bad: dict[int, str] | None = None)
             numbers.append(number)
             w.writerow([number, (bad or {}).get(i, f"Pat{i}"), "Monday 3 pm"])
     return numbers
+
+
+def ctl(daemon: Daemon, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "ctl", "--socket", str(daemon.socket), *argv],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
 
 
 def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -195,5 +204,18 @@ def test_notifications_keywords_and_reply_threading(tmp_path: Path, smsc: NodeSm
               10, "the interaction closed")  # fmt: skip
         report = daemon("sms.report")
         assert report["opted_out"] >= 1 and report["replies"] >= 2
+        # The same through `outdial ctl sms ...`.
+        out = ctl(daemon, "sms", "send", "+12125550142", "--template", "code", "--data",
+                  "code=9001")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert "to +12125550142 queued: 1 segment(s), GSM-7" in out.stdout
+        until(lambda: smsc.counts().get("12125550142") == 1, 10, "the ctl notification")
+        assert smsc.logged()[-1]["text"] == "Your code is 9001."
+        out = ctl(daemon, "sms", "send", "+12125550142", "--template", "code")
+        assert out.returncode != 0 and "missing column 'code'" in out.stderr
+        out = ctl(daemon, "sms", "preview", "Caf\u00e9 \u263a https://example.com/x")
+        assert out.returncode == 0 and "UCS-2 forced by" in out.stdout, out.stdout
+        out = ctl(daemon, "sms", "list", "--number", "+12125550142", "--format", "json")
+        assert json.loads(out.stdout)[0]["body"] == "Your code is 9001."
     finally:
         assert daemon.stop() == 0
