@@ -18,7 +18,9 @@ venv: $(STAMP)
 
 # Debian packages the integration tests and the demo drive: SIPp as the carrier,
 # espeak-ng and sox for test audio, node and npm for the test SMSC, Kannel (bearerbox,
-# smsbox, and fakesmsc from kannel-extras) for the HTTP SMS adapter. Installed only
+# smsbox, and fakesmsc from kannel-extras) for the HTTP SMS adapter, Postfix for its
+# smtp-sink (a test SMTP relay; the package's own mail system is left unconfigured:
+# "No configuration" is preseeded, so nothing listens on port 25). Installed only
 # when a tool is missing.
 sysdeps:
 	@missing=""; \
@@ -29,9 +31,11 @@ sysdeps:
 	command -v bearerbox >/dev/null 2>&1 || missing="$$missing kannel"; \
 	[ -x /usr/lib/kannel/test/fakesmsc ] || missing="$$missing kannel-extras"; \
 	[ -f /usr/share/asterisk/sounds/en/hello.wav ] || missing="$$missing asterisk-core-sounds-en-wav"; \
+	[ -x /usr/sbin/smtp-sink ] || missing="$$missing postfix"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -ne 0 ] && SUDO="sudo"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $$SUDO debconf-set-selections; \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
