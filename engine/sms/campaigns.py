@@ -1,4 +1,5 @@
-"""One SMS campaign's loop: due contacts -> checked -> a stored message -> the sender.
+"""One SMS campaign's pass over due contacts: checked -> a stored message -> the
+sender (the loop and the campaign's state are engine/messaging.py's).
 
 Per contact, in the campaign's order: the first number (of `phone_columns`)
 not on one of its do-not-contact lists, inside its sending hours in the
@@ -11,7 +12,6 @@ segments/s, the message row (committed, the contact `sending`) and the sender.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from carriers.sms.errors import SmsEncodingError
 from carriers.sms.pacing import TokenBucket
 from engine.compliance.campaign import calling_hours
 from engine.compliance.locate import LocateError
-from engine.errors import InvalidState
+from engine.messaging import COMPLETED, PAUSED, RUNNING, STOPPED, MessageCampaignRunner
 from engine.sms.sender import Pending
 from engine.sms.template import TemplateError
 from engine.store.messagedb import DuplicateMessage
@@ -34,14 +34,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("outdial.sms")
 
-RUNNING, PAUSED, STOPPED, COMPLETED = "running", "paused", "stopped", "completed"
-BATCH = 500  # contacts read per pass
-RESYNC_EVERY = 2.0  # seconds between picking up contacts added to the list
-IDLE_WAIT = 0.5
-WAITING_STATES = ("pending", "retry", "deferred", "sending", "in_flight")
+__all__ = ["COMPLETED", "PAUSED", "RUNNING", "STOPPED", "SmsCampaignRunner"]
 
 
-class SmsCampaignRunner:
+class SmsCampaignRunner(MessageCampaignRunner):
+    channel = "sms"
+
     def __init__(
         self,
         store: Store,
@@ -50,17 +48,13 @@ class SmsCampaignRunner:
         cfg: SmsCampaignConfig,
         legal_hours: str,
     ) -> None:
-        self.store, self.bus, self.sender = store, bus, sender
+        super().__init__(store, bus, cfg.name)
+        self.sender = sender
         self.legal_hours = legal_hours
-        self.state = STOPPED
-        self._task: asyncio.Task[None] | None = None
-        self._creating: set[int] = set()  # contacts whose message is being written
-        self.counts = {"queued": 0, "skipped": 0, "deferred": 0}
         self.configure(cfg)
 
     def configure(self, cfg: SmsCampaignConfig) -> None:
         self.cfg = cfg
-        self.name = cfg.name
         self.hours = calling_hours(cfg.hours, str(cfg.file), self.legal_hours)
         self.locator = cfg.hours.locator()
         self.messages_bucket = (
@@ -71,71 +65,6 @@ class SmsCampaignRunner:
             if cfg.segments_per_second
             else None
         )
-
-    # -------------------------------------------------------------- state
-
-    async def start(self) -> None:
-        if self.state == RUNNING:
-            raise InvalidState(f"campaign {self.name!r} is already running")
-        await self.store.set_campaign_state(self.name, RUNNING)
-        self.state = RUNNING
-        self.bus.publish("campaign.state", campaign=self.name, state=RUNNING, channel="sms")
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def set_state(self, state: str) -> None:
-        self.state = state
-        await self.store.set_campaign_state(self.name, state)
-        self.bus.publish("campaign.state", campaign=self.name, state=state, channel="sms")
-        task = self._task
-        if task is not None and state != RUNNING and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            self._task = None
-
-    async def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "channel": "sms",
-            "state": self.state,
-            "progress": await self.store.progress(self.name),
-            "messages": await self.store.message_report(self.name),
-            "sending": len(self._creating),
-        }
-
-    # --------------------------------------------------------------- loop
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        synced_at = -RESYNC_EVERY
-        try:
-            while self.state == RUNNING:
-                if loop.time() - synced_at >= RESYNC_EVERY:
-                    await self.store.sync_campaign_contacts(self.name)
-                    synced_at = loop.time()
-                due = await self.store.due_contacts(
-                    self.name, datetime.now(UTC), BATCH, exclude=self._creating
-                )
-                if not due:
-                    if await self._finished():
-                        await self.set_state(COMPLETED)
-                        return
-                    await asyncio.sleep(IDLE_WAIT)
-                    continue
-                await self._pass(due)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sms campaign %s: the loop stopped", self.name)
-            self.state = PAUSED
-            await self.store.set_campaign_state(self.name, PAUSED)
-
-    async def _finished(self) -> bool:
-        if self._creating:
-            return False
-        progress = await self.store.progress(self.name)
-        return not any(progress.get(s, 0) for s in WAITING_STATES)
 
     async def _pass(self, due: list[DialCandidate]) -> None:
         now = datetime.now(UTC)
@@ -273,23 +202,3 @@ class SmsCampaignRunner:
         if not text.strip():
             raise TemplateError(f"missing column {column!r}")
         return text
-
-    def _skip(self, candidate: DialCandidate, reason: str) -> None:
-        self.counts["skipped"] += 1
-        self.store.set_contact_state(
-            self.name,
-            candidate.contact_id,
-            state="skipped",
-            skip_reason=reason,
-            last_result="skipped",
-        )
-        self.bus.publish(
-            "sms.skipped", campaign=self.name, contact_id=candidate.contact_id, reason=reason
-        )
-
-    async def shutdown(self) -> None:
-        task = self._task
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -44,7 +44,7 @@ from carriers.sms.smpp.receipt import MessageState
 from engine.config import ConfigError, DaemonConfig, _read_mapping
 from engine.errors import BadRequest, InvalidState, NotFound
 from engine.sms.campaign import SmsCampaignConfig, channel_of, parse_sms_campaign, sms_definition
-from engine.sms.campaigns import COMPLETED, PAUSED, RUNNING, STOPPED, SmsCampaignRunner
+from engine.sms.campaigns import RUNNING, STOPPED, SmsCampaignRunner
 from engine.sms.channels import ESM_UDHI, Channel, make_channel
 from engine.sms.config import HELP_WORDS, START_WORDS, STOP_WORDS, SmsConfig
 from engine.sms.sender import DEFAULT_RETRY, Pending, Sender
@@ -277,22 +277,13 @@ class SmsService:
         await self.runner(name).start()
 
     async def pause_campaign(self, name: str) -> None:
-        runner = self.runner(name)
-        if runner.state != RUNNING:
-            raise InvalidState(f"campaign {name!r} is {runner.state}, not running")
-        await runner.set_state(PAUSED)
+        await self.runner(name).pause()
 
     async def resume_campaign(self, name: str) -> None:
-        runner = self.runner(name)
-        if runner.state != PAUSED:
-            raise InvalidState(f"campaign {name!r} is {runner.state}, not paused")
-        await runner.start()
+        await self.runner(name).resume()
 
     async def stop_campaign(self, name: str) -> None:
-        runner = self.runner(name)
-        if runner.state in (STOPPED, COMPLETED):
-            raise InvalidState(f"campaign {name!r} is already {runner.state}")
-        await runner.set_state(STOPPED)
+        await self.runner(name).stop()
 
     # ---------------------------------------------------------- notifications
 
