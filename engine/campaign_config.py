@@ -47,8 +47,9 @@ from engine.voice.ivr import Flow, check_queues, load_flow, parse_flow
 MIN_RING_TIMEOUT = 15.0
 MAX_RING_TIMEOUT = 300.0
 CHANNELS = ("voice",)
-LATER_CHANNELS = ("email",)
-MESSAGE_CHANNELS = ("sms",)  # loaded by their own channel (engine/sms/campaign.py)
+LATER_CHANNELS: tuple[str, ...] = ()
+# Loaded by their own channel (engine/sms/campaign.py, engine/email/campaign.py).
+MESSAGE_CHANNELS = ("sms", "email")
 MODES = ("agentless", "preview", "progressive", "power", "predictive")
 AGENT_MODES = ("preview", "progressive", "power", "predictive")
 LATER_MODES: tuple[str, ...] = ()
@@ -569,7 +570,7 @@ def load_campaigns(config: DaemonConfig) -> tuple[dict[str, CampaignConfig], lis
         try:
             top = _read_mapping(file)
             if (top.text("channel") or "").strip().lower() in MESSAGE_CHANNELS:
-                continue  # an SMS campaign: engine/sms/campaign.py loads it
+                continue  # an SMS or email campaign: its channel loads it
             campaign = _campaign(top, file, config)
         except ConfigError as exc:
             errors.append(exc)

@@ -25,6 +25,7 @@ from carriers.sip.message import SipURI
 from carriers.sip.parser import parse_address, parse_uri
 
 if TYPE_CHECKING:
+    from engine.email.config import EmailConfig
     from engine.sms.config import HttpConfig, SmsConfig
 
 __all__ = [
@@ -478,13 +479,14 @@ class DaemonConfig:
     tts_cache: Path = Path("var/tts")  # rendered IVR prompts, by (engine, voice, text)
     amd_samples: Path = Path("var/amd-samples")  # recorded AMD samples, by campaign
     sms: SmsConfig | None = None  # the `sms:` section (engine/sms/config.py)
+    email: EmailConfig | None = None  # the `email:` section (engine/email/config.py)
     http: HttpConfig | None = None  # the HTTP listener (webhooks; the API extends it)
 
 
 _DAEMON_FIELDS = {
     "trunks", "store_url", "control_socket", "sip_host", "sip_port", "rtp_ports",
     "campaigns_dir", "prompts_dir", "log", "shutdown_grace", "agents", "registrar",
-    "compliance", "tts_cache", "amd_samples", "sms", "http",
+    "compliance", "tts_cache", "amd_samples", "sms", "http", "email",
 }  # fmt: skip
 _HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
 # sockaddr_un.sun_path holds 108 bytes on Linux, including the terminating NUL.
@@ -571,6 +573,7 @@ def _log(m: _Node) -> LogConfig:
 
 def load_config(path: str | Path) -> DaemonConfig:
     """Read and validate the daemon's config file; ConfigError names file, line and field."""
+    from engine.email.config import parse_email
     from engine.sms.config import parse_http, parse_sms
 
     top = _read_mapping(path)
@@ -599,6 +602,7 @@ def load_config(path: str | Path) -> DaemonConfig:
         amd_samples=Path(top.text("amd_samples") or "var/amd-samples").expanduser(),
         sms=parse_sms(top),
         http=parse_http(top),
+        email=parse_email(top, base),
     )
 
 

@@ -384,11 +384,13 @@ amd_samples = Table(
 # the outbound message they answer (`thread_id`).
 MESSAGE_CHANNELS = ("sms", "email")
 MESSAGE_STATUSES = (
-    "queued", "submitting", "submitted", "rejected", "delivered", "undelivered", "failed",
-    "expired", "received",
+    "queued", "submitting", "deferred", "submitted", "rejected", "delivered", "undelivered",
+    "failed", "expired", "bounced", "complained", "unsubscribed", "received",
 )  # fmt: skip
 # Statuses that still need the sender (the rest wait only for receipts, or nothing).
-OPEN_MESSAGE_STATUSES = ("queued", "submitting")
+# `deferred`: a temporary failure (SMPP throttling, HTTP 429, SMTP 4xx) waiting for
+# its retry time.
+OPEN_MESSAGE_STATUSES = ("queued", "submitting", "deferred")
 
 messages = Table(
     "messages",
@@ -405,6 +407,9 @@ messages = Table(
     Column("encoding", String(8)),  # gsm7, ucs2
     Column("segments", SmallInteger, nullable=False, server_default="1"),
     Column("template", String(200)),
+    Column("subject", Text),  # email
+    Column("html", Text),  # email: the HTML part (body holds the text part)
+    Column("message_ref", String(255)),  # email: our Message-ID, for In-Reply-To threading
     Column("status", String(16), nullable=False),
     Column("carrier_id", String(100)),  # the SMSC's message id (submit_sm_resp)
     Column("error", Text),  # the last rejection or failure, as the carrier said it
@@ -421,6 +426,7 @@ messages = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Index("ix_messages_campaign_status", "campaign_id", "status"),
     Index("ix_messages_address", "address", "direction", "created_at"),
+    Index("ix_messages_ref", "message_ref"),
 )
 # One message per contact and campaign (its retries reuse the row), so a
 # restart can never make a second one.
@@ -467,6 +473,22 @@ message_events = Table(
     Column("status", String(16), nullable=False),
     Column("detail", Text),
     Index("ix_message_events_message", "message_id", "id"),
+)
+
+# Email addresses on do-not-contact lists (an unsubscribe, a hard bounce, an
+# upload): the lists are the same `dnc_lists`; numbers are in dnc_entries.
+dnc_addresses = Table(
+    "dnc_addresses",
+    metadata,
+    Column("id", BigId, primary_key=True),
+    Column("list_id", Integer, ForeignKey("dnc_lists.id"), nullable=False),
+    Column("address", String(320), nullable=False),  # lower-cased
+    Column("source", String(64), nullable=False),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("note", Text),
+    UniqueConstraint("list_id", "address", name="uq_dnc_addresses_list_address"),
+    Index("ix_dnc_addresses_address", "address"),
 )
 
 APPEND_ONLY_MESSAGE = "compliance_ledger is append-only"

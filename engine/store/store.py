@@ -35,6 +35,7 @@ from engine import contacts as contact_io
 from engine.errors import BadRequest
 from engine.store import agentdb, amdsampledb, compliancedb, dnc, queries, reports, ruledb
 from engine.store.dialorder import spec_of
+from engine.store.emailstore import EmailMethods
 from engine.store.messagestore import MessageMethods
 from engine.store.phones import PhoneNormalizer
 from engine.store.types import (
@@ -121,7 +122,7 @@ def migrate(conn: Connection) -> None:
     command.upgrade(config, "head")
 
 
-class Store(MessageMethods):
+class Store(MessageMethods, EmailMethods):
     """The system of record (see the module docstring); open with `Store.open`."""
 
     def __init__(self, url: str, writer: Writer) -> None:

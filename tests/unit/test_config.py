@@ -419,7 +419,6 @@ CAMPAIGN_ERRORS = [
     ("  busy: 10m", "  buzy: 10m", "retry.buzy", "did you mean 'busy'"),
     ("  busy: 10m", "  busy:", "retry.busy", "missing"),
     ("max_duration: 2m", "max_duration: 0", "max_duration", "at least 1s"),
-    ("channel: voice", "channel: email", "channel", "not supported yet"),
     ("channel: voice", "channel: fax", "channel", "expected voice"),
     ("mode: agentless", "mode: agentless\ndialing: {ratio: 2}", "dialing", "only agent modes"),
     ("mode: agentless", "mode: robocall", "mode", "expected agentless"),

@@ -1,4 +1,5 @@
-"""Messages: every SMS (and email) sent or received, with its status history.
+"""Messages: every SMS and email sent or received, with its status history; email
+addresses on do-not-contact lists.
 
 Revision ID: 0007
 Revises: 0006
@@ -21,7 +22,7 @@ branch_labels = None
 depends_on = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-OPEN = ("queued", "submitting")
+OPEN = ("queued", "submitting", "deferred")
 
 
 def _time(name: str, nullable: bool = True) -> sa.Column[datetime]:
@@ -43,6 +44,9 @@ def upgrade() -> None:
         sa.Column("encoding", sa.String(8)),
         sa.Column("segments", sa.SmallInteger(), nullable=False, server_default="1"),
         sa.Column("template", sa.String(200)),
+        sa.Column("subject", sa.Text()),
+        sa.Column("html", sa.Text()),
+        sa.Column("message_ref", sa.String(255)),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("carrier_id", sa.String(100)),
         sa.Column("error", sa.Text()),
@@ -60,6 +64,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_messages_campaign_status", "messages", ["campaign_id", "status"])
     op.create_index("ix_messages_address", "messages", ["address", "direction", "created_at"])
+    op.create_index("ix_messages_ref", "messages", ["message_ref"])
     op.create_index(
         "uq_messages_campaign_contact",
         "messages",
@@ -72,8 +77,8 @@ def upgrade() -> None:
         "ix_messages_open",
         "messages",
         ["status", "next_attempt_at"],
-        sqlite_where=sa.text("status IN ('queued', 'submitting')"),
-        postgresql_where=sa.text("status IN ('queued', 'submitting')"),
+        sqlite_where=sa.text("status IN ('queued', 'submitting', 'deferred')"),
+        postgresql_where=sa.text("status IN ('queued', 'submitting', 'deferred')"),
     )
     op.create_table(
         "message_parts",
@@ -94,15 +99,30 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text()),
     )
     op.create_index("ix_message_events_message", "message_events", ["message_id", "id"])
+    op.create_table(
+        "dnc_addresses",
+        sa.Column("id", BigId, primary_key=True),
+        sa.Column("list_id", sa.Integer(), sa.ForeignKey("dnc_lists.id"), nullable=False),
+        sa.Column("address", sa.String(320), nullable=False),
+        sa.Column("source", sa.String(64), nullable=False),
+        _time("added_at", nullable=False),
+        _time("expires_at"),
+        sa.Column("note", sa.Text()),
+        sa.UniqueConstraint("list_id", "address", name="uq_dnc_addresses_list_address"),
+    )
+    op.create_index("ix_dnc_addresses_address", "dnc_addresses", ["address"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_dnc_addresses_address", "dnc_addresses")
+    op.drop_table("dnc_addresses")
     op.drop_index("ix_message_events_message", "message_events")
     op.drop_table("message_events")
     op.drop_index("ix_message_parts_carrier", "message_parts")
     op.drop_table("message_parts")
     for name in (
-        "ix_messages_open", "uq_messages_campaign_contact", "ix_messages_address",
+        "ix_messages_open", "uq_messages_campaign_contact", "ix_messages_ref",
+        "ix_messages_address",
         "ix_messages_campaign_status",
     ):  # fmt: skip
         op.drop_index(name, "messages")
