@@ -9,6 +9,7 @@ from engine.bus import EventBus
 
 if TYPE_CHECKING:
     from engine.config import DaemonConfig
+    from engine.email.service import EmailService
     from engine.sms.service import SmsService
     from engine.store import Store
     from engine.voice.agents import AgentPool
@@ -24,3 +25,4 @@ class App:
     started_at: float
     agents: AgentPool | None = None
     sms: SmsService | None = None
+    email: EmailService | None = None

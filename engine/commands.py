@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine import agent_commands as ac
 from engine import amd_commands as amd
+from engine import email_commands as ec
 from engine import media_commands as mc
 from engine import sms_commands as sc
 from engine.campaign_config import DEFAULT_DNC_LIST, DEFAULT_OPTOUT_LIST
@@ -188,6 +189,8 @@ async def status(app: App) -> dict[str, Any]:
     result["progress"] = {c["name"]: c.get("progress", {}) for c in campaigns}
     if app.sms is not None:
         result["sms"] = app.sms.status()
+    if app.email is not None:
+        result["email"] = app.email.status()
     result["event_subscribers"] = app.bus.subscribers
     return result
 
@@ -197,19 +200,20 @@ async def status(app: App) -> dict[str, Any]:
 
 async def campaign_list(app: App) -> list[dict[str, Any]]:
     """Every campaign with its state and progress."""
-    voice = await app.campaigns.list()
-    sms = [await r.describe() for r in app.sms.runners.values()] if app.sms is not None else []
-    return voice + sms
+    out = await app.campaigns.list()
+    for service in (app.sms, app.email):
+        if service is not None:
+            out += [await r.describe() for r in service.runners.values()]
+    return out
 
 
 async def campaign_show(app: App, name: str) -> dict[str, Any]:
     """One campaign: configuration, state, progress, calls in flight."""
-    if sc.is_sms_campaign(app, name):
-        assert app.sms is not None
-        runner = app.sms.runner(name)
+    runner = sc.message_runner(app, name)
+    if runner is not None:
         info = await runner.describe()
         info["config"] = (await app.store.campaign(name)).get("definition")
-        info["file"] = str(runner.cfg.file)
+        info["file"] = str(getattr(runner, "cfg").file)  # noqa: B009 - both channels have one
         return info
     return await app.campaigns.show(name)
 
@@ -218,13 +222,24 @@ async def campaign_load(app: App, path: str) -> dict[str, Any]:
     """(Re)load a campaign file; a broken file is a BadRequest naming the
     file, line and field."""
     try:
+        taken = set(app.campaigns.runners)
         if app.sms is not None and app.sms.is_sms_file(Path(path)):
-            name = await sc.service(app).load(Path(path), set(app.campaigns.runners))
+            name = await sc.service(app).load(Path(path), taken | set(_email_names(app)))
+        elif app.email is not None and app.email.is_email_file(Path(path)):
+            name = await ec.service(app).load(Path(path), taken | set(_sms_names(app)))
         else:
             name = await app.campaigns.load(Path(path))
     except ConfigError as exc:
         raise BadRequest(str(exc)) from exc
     return {"campaign": name, "file": path, "state": await _state(app, name)}
+
+
+def _sms_names(app: App) -> list[str]:
+    return list(app.sms.runners) if app.sms is not None else []
+
+
+def _email_names(app: App) -> list[str]:
+    return list(app.email.runners) if app.email is not None else []
 
 
 async def _state(app: App, name: str) -> str:
@@ -235,8 +250,9 @@ async def campaign_start(app: App, name: str) -> dict[str, Any]:
     """Start placing calls (InvalidState when running already, or when one of
     its do-not-contact lists is not in the store)."""
     await _check_dnc_lists(app, name)
-    if sc.is_sms_campaign(app, name):
-        await sc.service(app).start_campaign(name)
+    runner = sc.message_runner(app, name)
+    if runner is not None:
+        await runner.start()
     else:
         await app.campaigns.start(name)
     return {"campaign": name, "state": await _state(app, name)}
@@ -244,8 +260,9 @@ async def campaign_start(app: App, name: str) -> dict[str, Any]:
 
 async def campaign_pause(app: App, name: str) -> dict[str, Any]:
     """Stop placing new calls; calls in progress finish."""
-    if sc.is_sms_campaign(app, name):
-        await sc.service(app).pause_campaign(name)
+    runner = sc.message_runner(app, name)
+    if runner is not None:
+        await runner.pause()
     else:
         await app.campaigns.pause(name)
     return {"campaign": name, "state": await _state(app, name)}
@@ -254,8 +271,9 @@ async def campaign_pause(app: App, name: str) -> dict[str, Any]:
 async def campaign_resume(app: App, name: str) -> dict[str, Any]:
     """Resume a paused campaign (its do-not-contact lists checked again)."""
     await _check_dnc_lists(app, name)
-    if sc.is_sms_campaign(app, name):
-        await sc.service(app).resume_campaign(name)
+    runner = sc.message_runner(app, name)
+    if runner is not None:
+        await runner.resume()
     else:
         await app.campaigns.resume(name)
     return {"campaign": name, "state": await _state(app, name)}
@@ -263,8 +281,9 @@ async def campaign_resume(app: App, name: str) -> dict[str, Any]:
 
 async def campaign_stop(app: App, name: str) -> dict[str, Any]:
     """Pause and mark stopped."""
-    if sc.is_sms_campaign(app, name):
-        await sc.service(app).stop_campaign(name)
+    runner = sc.message_runner(app, name)
+    if runner is not None:
+        await runner.stop()
     else:
         await app.campaigns.stop(name)
     return {"campaign": name, "state": await _state(app, name)}
@@ -551,7 +570,7 @@ async def compliance_report(
 async def report_summary(app: App, campaign: str) -> dict[str, Any]:
     """Counts per result, connect rate, average ring and talk time."""
     await app.store.campaign(campaign)  # NotFound for an unknown campaign
-    if sc.is_sms_campaign(app, campaign):
+    if sc.message_runner(app, campaign) is not None:
         return await sc.sms_report(app, campaign)
     return {"campaign": campaign, **await app.store.summary(campaign)}
 
@@ -707,6 +726,22 @@ COMMANDS: dict[str, Command] = _commands(
         Arg("notifications", "bool", help="only messages sent without a campaign"),
         Arg("limit", "int", help="at most this many (default 100)"),
     ), "messages, newest first"),
+    Command("email.send", ec.email_send, (
+        Arg("address", "str", True, "the recipient's address"),
+        Arg("template", "str", help="one of email.templates"),
+        Arg("subject", "str"), Arg("text", "str", help="the text part"),
+        Arg("html", "str", help="the HTML part"),
+        Arg("data", "str_map", help="the template's columns"),
+        Arg("sender", "str", help="From (default email.from)"),
+        Arg("relay", "str", help="SMTP relay (default email.default_relay)"),
+    ), "send one email without a campaign"),
+    Command("email.list", ec.email_list, (
+        Arg("campaign", "str"), Arg("address", "str"),
+        Arg("notifications", "bool", help="only emails sent without a campaign"),
+        Arg("limit", "int", help="at most this many (default 100)"),
+    ), "emails, newest first"),
+    Command("email.unsubscribe", ec.email_unsubscribe, (Arg("id", "int", True, "message id"),),
+            "unsubscribe a message's address, as its one-click link does"),
     Command("sms.report", sc.sms_report, (Arg("campaign", "str", help="campaign (default: "
             "the notifications)"),), "message totals of a campaign or of the notifications"),
 )  # fmt: skip

@@ -9,6 +9,7 @@ from engine.errors import BadRequest, InvalidState
 
 if TYPE_CHECKING:
     from engine.app import App
+    from engine.messaging import MessageCampaignRunner
     from engine.sms.service import SmsService
 
 
@@ -21,6 +22,15 @@ def service(app: App) -> SmsService:
 
 def is_sms_campaign(app: App, name: str) -> bool:
     return app.sms is not None and name in app.sms.runners
+
+
+def message_runner(app: App, name: str) -> MessageCampaignRunner | None:
+    """The SMS or email campaign called `name` (None: not one, maybe a voice one)."""
+    for service_ in (app.sms, app.email):
+        if service_ is not None and name in service_.runners:
+            runner: MessageCampaignRunner = service_.runners[name]
+            return runner
+    return None
 
 
 async def sms_send(

@@ -273,18 +273,6 @@ class SmsService:
             raise NotFound(f"no SMS campaign {name!r}")
         return runner
 
-    async def start_campaign(self, name: str) -> None:
-        await self.runner(name).start()
-
-    async def pause_campaign(self, name: str) -> None:
-        await self.runner(name).pause()
-
-    async def resume_campaign(self, name: str) -> None:
-        await self.runner(name).resume()
-
-    async def stop_campaign(self, name: str) -> None:
-        await self.runner(name).stop()
-
     # ---------------------------------------------------------- notifications
 
     async def send(

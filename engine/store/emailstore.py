@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from engine.store import emaildnc
+from engine.store import emaildb, emaildnc
 from engine.store.types import DncHit
 
 if TYPE_CHECKING:
@@ -52,3 +52,23 @@ class EmailMethods:
         return await self._writer.run(
             partial(emaildnc.listed, addresses=tuple(addresses), now=now, lists=lists)
         )
+
+    async def email_outbound(self, message_id: int) -> dict[str, Any] | None:
+        return await self._writer.run(partial(emaildb.outbound, message_id=message_id))
+
+    async def email_by_refs(self, refs: Sequence[str], since: datetime) -> int | None:
+        return await self._writer.run(partial(emaildb.by_refs, refs=tuple(refs), since=since))
+
+    async def email_last_to(self, address: str, since: datetime) -> int | None:
+        return await self._writer.run(partial(emaildb.last_to, address=address, since=since))
+
+    async def record_email_inbound(self, values: dict[str, Any], parent_id: int | None) -> int:
+        work = partial(emaildb.record_inbound, values=values, parent_id=parent_id, now=_now())
+        return await self._writer.write_wait(work, "record_email_inbound")
+
+    async def message_event(self, message_id: int, label: str, detail: Any) -> None:
+        """An event on a message's history that does not change its status
+        (a soft bounce, a delayed-delivery notice)."""
+        work = partial(emaildb.event, message_id=message_id, label=label, detail=detail,
+                       now=_now())  # fmt: skip
+        await self._writer.write_wait(work, f"message_event {message_id}")

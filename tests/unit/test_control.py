@@ -279,6 +279,7 @@ class FakeCampaigns:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
         self.broken_status = False
+        self.runners: dict[str, object] = {}  # the loaded voice campaigns, by name
 
     def _row(self, name: str) -> dict[str, Any]:
         if name not in self.store.campaign_rows:
@@ -970,7 +971,8 @@ def test_registry_covers_the_issue() -> None:
         "agent.login", "agent.logout", "agent.add", "agent.remove", "agent.ready", "agent.not_ready", "agent.hangup",
         "agent.wrapup", "agent.preview_accept", "agent.preview_skip", "agent.status",
         "agent.history", "callback.list", "media.stats",
-        "sms.send", "sms.preview", "sms.show", "sms.list", "sms.report",
+        "sms.send", "sms.preview", "sms.show", "sms.list", "sms.report", "email.send",
+        "email.list", "email.unsubscribe",
     }  # fmt: skip
     assert set(COMMANDS) == expected
     for name, command in COMMANDS.items():
