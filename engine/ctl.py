@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from engine.control import ControlClient, ControlError, DaemonUnavailable, request_sync
 from engine.ctl_agents import abandons_request, add_agent_parsers
 from engine.ctl_compliance import add_compliance_parsers
+from engine.ctl_email import add_email_parsers
 from engine.ctl_sms import add_sms_parsers
 
 DEFAULT_SOCKET = Path("var/outdial.sock")
@@ -468,6 +469,7 @@ def add_ctl_parser(subparsers: SubParsers) -> argparse.ArgumentParser:
     _report_parsers(sub)
     add_agent_parsers(sub)
     add_sms_parsers(sub)
+    add_email_parsers(sub)
     sub.add_parser("events", help="print every daemon event as a JSON line until Ctrl-C")
     return ctl
 
