@@ -196,3 +196,54 @@ async def test_stop_closes_the_port_and_open_sessions(inbox: Inbox) -> None:
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_stop_lets_a_message_being_handed_over_finish() -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    received: list[Envelope] = []
+
+    async def slow(envelope: Envelope) -> None:
+        entered.set()
+        await release.wait()
+        received.append(envelope)
+
+    server = InboundServer("127.0.0.1", 0, slow, hostname="mx.outdial.example")
+    await server.start()
+    port = server.port
+    sending = asyncio.create_task(
+        in_thread(
+            port, lambda c: c.sendmail("", ["bounce+slow@outdial.example"], b"X: 1\r\n\r\nhi\r\n")
+        )
+    )
+    await asyncio.wait_for(entered.wait(), 5)
+    stopping = asyncio.create_task(server.stop())
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # draining
+    with pytest.raises(OSError):  # but no longer listening
+        await asyncio.open_connection("127.0.0.1", port)
+    release.set()
+    assert await asyncio.wait_for(sending, 5) == {}  # the client got its 250
+    await asyncio.wait_for(stopping, 5)
+    assert len(received) == 1
+
+
+async def test_recipient_check_failing_gets_451_and_too_many_get_452(inbox: Inbox) -> None:
+    def flaky(address: str) -> bool:
+        if address.startswith("boom"):
+            raise RuntimeError("lookup failed")
+        return True
+
+    server = InboundServer("127.0.0.1", 0, inbox, accept_rcpt=flaky, max_recipients=2)
+    await server.start()
+    try:
+
+        def send(client: smtplib.SMTP) -> object:
+            client.mail("")
+            return [
+                client.rcpt(a)[0]
+                for a in ("boom@x.example", "a@x.example", "b@x.example", "c@x.example")
+            ]
+
+        assert await in_thread(server.port, send) == [451, 250, 250, 452]
+    finally:
+        await server.stop()
