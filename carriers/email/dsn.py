@@ -10,14 +10,17 @@ diagnostic fields are ``type; value`` (``rfc822; user@example.com``,
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import quopri
 import re
 from dataclasses import dataclass
 from email.message import Message
 from email.parser import HeaderParser
 from email.policy import compat32
 
-from carriers.email.mime import header_text, part_text
+from carriers.email.mime import decode_bytes, header_text, part_text
 
 __all__ = [
     "BouncedRecipient",
@@ -103,16 +106,33 @@ def is_hard(action: DsnAction, status: str | None, diagnostic: str | None) -> bo
 def delivery_status_blocks(part: Message) -> list[Message]:
     """The field blocks of a ``message/delivery-status`` part, per-message first.
 
-    The parser splits a plain part into blocks itself; a part it could not (an
-    encoded one, a report built by hand) is split on blank lines here.
+    The parser splits a plain part into blocks itself; an encoded part (which it
+    splits as if it were plain) or a report built by hand is decoded and split on
+    blank lines here.
     """
     payload = part.get_payload()
+    encoding = (header_text(part, "Content-Transfer-Encoding") or "").lower()
     if isinstance(payload, list):
-        return [block for block in payload if isinstance(block, Message)]
-    text = part_text(part) or ""
+        blocks = [block for block in payload if isinstance(block, Message)]
+        if encoding not in ("base64", "quoted-printable"):
+            return blocks
+        # The parser split the encoded text as if it were fields: undo, then decode.
+        raw = "\n\n".join(block.as_string() for block in blocks).encode("ascii", "replace")
+        text = decode_bytes(_transfer_decode(raw, encoding), None)
+    else:
+        text = part_text(part) or ""
     parser = HeaderParser(policy=compat32)
-    blocks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
-    return [parser.parsestr(block.strip() + "\n") for block in blocks if block.strip()]
+    chunks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
+    return [parser.parsestr(chunk.strip() + "\n") for chunk in chunks if chunk.strip()]
+
+
+def _transfer_decode(raw: bytes, encoding: str) -> bytes:
+    if encoding == "quoted-printable":
+        return quopri.decodestring(raw)
+    try:
+        return base64.b64decode(b"".join(raw.split()), validate=False)
+    except (binascii.Error, ValueError):
+        return b""
 
 
 def parse_recipient_block(block: Message) -> BouncedRecipient | None:

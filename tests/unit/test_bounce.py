@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import quopri
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -119,6 +122,33 @@ def test_dsn_without_action_takes_it_from_the_status_class() -> None:
     result = classify(_dsn_fields("Final-Recipient: rfc822; a@example.com\nStatus: 5.1.1\n"))
     assert isinstance(result, Bounce)
     assert result.recipients[0].action is DsnAction.FAILED and result.hard
+
+
+@pytest.mark.parametrize("encoding", ["base64", "quoted-printable"])
+def test_dsn_with_an_encoded_delivery_status_part(encoding: str) -> None:
+    fields = (
+        b"Reporting-MTA: dns; mx.example\n\n"
+        b"Final-Recipient: rfc822; a@example.com\nAction: failed\nStatus: 5.1.1 (bo\xeete inconnue)\n"
+    )
+    body = (
+        base64.encodebytes(fields) if encoding == "base64" else quopri.encodestring(fields)
+    ).replace(b"\n", b"\r\n")
+    message = (
+        mail(
+            "From: MAILER-DAEMON@mx.example\nSubject: report\n"
+            'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n'
+            "\n--B\nContent-Type: text/plain\n\nSee below.\n"
+            f"\n--B\nContent-Type: message/delivery-status\nContent-Transfer-Encoding: {encoding}\n\n"
+        )
+        + body
+        + b"\r\n--B--\r\n"
+    )
+    result = classify(message)
+    assert isinstance(result, Bounce) and result.source is BounceSource.DSN
+    assert [(r.address, r.status, r.hard) for r in result.recipients] == [
+        ("a@example.com", "5.1.1", True)
+    ]
+    assert result.reporting_mta == "mx.example"
 
 
 def test_exim_bounce_only_flufl_recognises() -> None:
