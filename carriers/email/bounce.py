@@ -189,8 +189,9 @@ def _classify(msg: Message, envelope_from: str | None, token: str | None) -> Inb
         bounce = _dsn_bounce(status, parts, token)
         if bounce is not None:
             return bounce
+    # flufl's heuristics would misread a human reply quoting an error: gate them.
     bounce_like = _looks_like_bounce(msg)
-    if bounce_like or _is_null(envelope_from):
+    if bounce_like or _is_null(envelope_from) or _bounce_subject(msg):
         bounce = _flufl_bounce(msg, parts, token)
         if bounce is not None:
             return bounce
@@ -287,6 +288,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"|mail delivery (failed|system)|non-?delivery|could not be delivered",
     re.IGNORECASE,
 )
+_REPLY_PREFIX = re.compile(r"\s*(re|aw|sv|fw|fwd|wg|tr)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 
 
 def _is_null(envelope_from: str | None) -> bool:
@@ -294,20 +296,21 @@ def _is_null(envelope_from: str | None) -> bool:
 
 
 def _looks_like_bounce(msg: Message) -> bool:
-    """Evidence in the header that a message is a bounce.
-
-    With a null reverse-path, this gates flufl's heuristics, which would misread a
-    human reply quoting an error. A null reverse-path alone is not enough to call
-    a message a bounce: RFC 3834 section 3.3 has auto-replies use it too.
-    """
+    """Evidence in the header that a message is a bounce: the sender or the report
+    format. A null reverse-path alone is not enough (RFC 3834 section 3.3 has
+    auto-replies use it too), nor is a Subject: a person may write one."""
     if msg.get("X-Failed-Recipients") is not None:
         return True
     if msg.get_content_type() == "multipart/report":
         return True
     sender = first_address(header_text(msg, "From")) or ""
-    if sender.partition("@")[0].lower() in _DAEMONS:
-        return True
-    return bool(_BOUNCE_SUBJECT.search(header_text(msg, "Subject") or ""))
+    return sender.partition("@")[0].lower() in _DAEMONS
+
+
+def _bounce_subject(msg: Message) -> bool:
+    """A bounce-like Subject that is not a reply to or a forward of one."""
+    subject = header_text(msg, "Subject") or ""
+    return not _REPLY_PREFIX.match(subject) and bool(_BOUNCE_SUBJECT.search(subject))
 
 
 def _flufl_bounce(msg: Message, parts: list[Message], token: str | None) -> Bounce | None:

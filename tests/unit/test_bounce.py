@@ -308,6 +308,26 @@ def test_human_reply_quoting_an_error_is_not_run_through_flufl() -> None:
     assert isinstance(classify(message, envelope_from="sam@example.com"), Reply)
 
 
+def test_reply_to_a_notification_with_a_bounce_like_subject_is_a_reply() -> None:
+    message = mail(
+        "From: sam@example.com\nSubject: Re: Your parcel could not be delivered\n"
+        "In-Reply-To: <x@outdial.example>\n\nCan you try again tomorrow?\n\n"
+        "On Thu, Riverside Parcels wrote:\n> Your parcel could not be delivered.\n"
+    )
+    result = classify(message, envelope_from="sam@example.com")
+    assert isinstance(result, Reply) and result.new_text == "Can you try again tomorrow?"
+
+
+def test_bounce_subject_alone_lets_flufl_look() -> None:
+    # A relay that rewrote From and dropped X-Failed-Recipients: the Subject remains.
+    rewritten = EXIM_BOUNCE.replace(b"X-Failed-Recipients", b"X-Was-Failed").replace(
+        b"Mailer-Daemon@mx1.example.com", b"relay@lists.example"
+    )
+    result = classify(rewritten, envelope_from="relay@lists.example")
+    assert isinstance(result, Bounce) and result.source is BounceSource.FLUFL
+    assert [(r.address, r.hard) for r in result.recipients] == [("gone@example.com", True)]
+
+
 @pytest.mark.parametrize("cut", [200, 900, 1500, 2100, 2600])
 def test_truncated_dsn_does_not_raise(cut: int) -> None:
     result = classify(POSTFIX_DSN_5_1_1[:cut])
