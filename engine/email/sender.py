@@ -30,6 +30,7 @@ from carriers.email.smtp import (
     SmtpTemporaryError,
 )
 
+from carriers.email.verp import verp_address
 from engine.email.compose import build_message
 from engine.email.tokens import BOUNCE, UNSUBSCRIBE, make_token
 
@@ -136,7 +137,7 @@ class EmailSender:
 
     def verp(self, message_id: int) -> str:
         token = make_token(self.secret, BOUNCE, message_id)
-        return f"{self.cfg.bounce_local}+{token}@{self.cfg.domain}"
+        return verp_address(token, self.cfg.domain, self.cfg.bounce_local)
 
     def compose(self, message: EmailPending) -> bytes:
         """The message as sent: built from what the store holds (so a retry is

@@ -41,9 +41,9 @@ from engine.sms.template import TemplateError
 from engine.store.emaildnc import clean
 
 if TYPE_CHECKING:
-    from carriers.email.inbound import Envelope, InboundServer
     from carriers.email.smtp import SmtpPool
 
+    from carriers.email.inbound import Envelope, InboundServer
     from engine.bus import EventBus
     from engine.store import Store
 
@@ -349,7 +349,8 @@ class EmailService:
                 if message_id is not None:
                     await self.unsubscribe(message_id, "mailto")
                 continue
-            result = classify(envelope.data)
+            result = classify(envelope.data, envelope_from=envelope.mail_from, envelope_to=rcpt,
+                              verp_domain=cfg.domain, verp_local=cfg.bounce_local)  # fmt: skip
             if isinstance(result, Bounce):
                 await self._bounce(result, message_id)
             elif isinstance(result, Complaint):
@@ -407,7 +408,9 @@ class EmailService:
                      cfg: EmailConfig) -> None:  # fmt: skip
         from carriers.email.bounce import AutoReply
 
-        refs = [getattr(reply, "in_reply_to", None) or "", *getattr(reply, "references", [])]
+        refs = list(getattr(reply, "thread_ids", ()))
+        if not refs:  # an auto-reply: its In-Reply-To and References as they are
+            refs = [reply.in_reply_to or "", *reply.references]
         mid = await self._find(message_id, refs)
         sender = (getattr(reply, "from_address", None) or envelope.mail_from or "").lower()
         if mid is None and sender:
@@ -416,7 +419,7 @@ class EmailService:
         auto = isinstance(reply, AutoReply)
         values = {
             "address": sender or "unknown", "sender": cfg.domain, "account": "inbound",
-            "body": getattr(reply, "text", "") or "", "subject": getattr(reply, "subject", None),
+            "body": getattr(reply, "text", "") or "", "subject": reply.subject,
             "message_ref": getattr(reply, "message_id", None),
             "keyword": "auto_reply" if auto else "reply", "segments": 1,
         }  # fmt: skip

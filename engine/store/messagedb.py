@@ -179,9 +179,14 @@ def in_doubt(conn: Connection, channel: str, now: datetime) -> list[int]:
             .where(M.id == message_id)
             .values(status="queued", in_doubt=1, updated_at=now, next_attempt_at=None)
         )
-        _event(conn, message_id, "queued", now,
-               "the daemon stopped before the carrier answered the submit: re-submitted, "
-               "the carrier may hold it twice")  # fmt: skip
+        _event(
+            conn,
+            message_id,
+            "queued",
+            now,
+            "the daemon stopped before the carrier answered the submit: re-submitted, "
+            "the carrier may hold it twice",
+        )
     return found
 
 
@@ -190,9 +195,15 @@ def record_part(
 ) -> None:
     """The carrier accepted segment `part` of a message under `carrier_id`."""
     conn.execute(
-        message_parts.insert().values(message_id=message_id, part=part, account=account,
-                                      carrier_id=carrier_id, status="submitted", at=now)
-    )  # fmt: skip
+        message_parts.insert().values(
+            message_id=message_id,
+            part=part,
+            account=account,
+            carrier_id=carrier_id,
+            status="submitted",
+            at=now,
+        )
+    )
     if part <= 1:  # the first segment, or part 0: the whole message (an HTTP aggregator)
         conn.execute(update(messages).where(M.id == message_id).values(carrier_id=carrier_id))
 
@@ -247,8 +258,13 @@ def apply_receipt(
         target = "delivered"
     else:
         target = None
-    info = {"id": row.id, "address": row.address, "campaign": row.campaign,
-            "part": part.part, "segments": row.segments}  # fmt: skip
+    info = {
+        "id": row.id,
+        "address": row.address,
+        "campaign": row.campaign,
+        "part": part.part,
+        "segments": row.segments,
+    }
     if target is None or row.status in ("delivered", *_PART_FAILURES):
         _event(conn, int(row.id), f"part_{status}"[:16], now, detail)
         return {**info, "status": row.status, "changed": False}
@@ -278,8 +294,14 @@ def record_inbound(
         .order_by(M.created_at.desc(), M.id.desc())
         .limit(1)
     ).first()
-    row = {**values, "direction": "in", "status": "received", "created_at": now,
-           "updated_at": now, "final_at": now}  # fmt: skip
+    row = {
+        **values,
+        "direction": "in",
+        "status": "received",
+        "created_at": now,
+        "updated_at": now,
+        "final_at": now,
+    }
     if parent is not None:
         row.update(thread_id=parent.id, contact_id=parent.contact_id)
         conn.execute(
@@ -291,8 +313,12 @@ def record_inbound(
     _event(conn, message_id, "received", now, values.get("keyword"))
     thread = None
     if parent is not None:
-        thread = {"id": parent.id, "campaign": parent.campaign, "contact_id": parent.contact_id,
-                  "sender": parent.sender}  # fmt: skip
+        thread = {
+            "id": parent.id,
+            "campaign": parent.campaign,
+            "contact_id": parent.contact_id,
+            "sender": parent.sender,
+        }
     return {"id": message_id, "thread": thread}
 
 
@@ -366,11 +392,28 @@ def messages_of(
     """Messages, newest first, filtered by campaign, address, channel; with
     `notifications` only those sent without a campaign."""
     query = select(
-        M.id, M.channel, M.direction, campaigns.c.name.label("campaign"), M.contact_id,
-        M.address, M.sender, M.status, M.segments, M.encoding, M.carrier_id, M.error,
-        M.tries, M.in_doubt, M.thread_id, M.keyword, M.replies, M.created_at,
-        M.submitted_at, M.final_at, M.body,
-    ).outerjoin(campaigns, campaigns.c.id == M.campaign_id)  # fmt: skip
+        M.id,
+        M.channel,
+        M.direction,
+        campaigns.c.name.label("campaign"),
+        M.contact_id,
+        M.address,
+        M.sender,
+        M.status,
+        M.segments,
+        M.encoding,
+        M.carrier_id,
+        M.error,
+        M.tries,
+        M.in_doubt,
+        M.thread_id,
+        M.keyword,
+        M.replies,
+        M.created_at,
+        M.submitted_at,
+        M.final_at,
+        M.body,
+    ).outerjoin(campaigns, campaigns.c.id == M.campaign_id)
     conditions = []
     if campaign is not None:
         cid = conn.execute(select(campaigns.c.id).where(campaigns.c.name == campaign)).scalar()
@@ -399,7 +442,7 @@ def report(conn: Connection, campaign: str | None) -> dict[str, Any]:
         if crow is None:
             raise NotFound(f"no campaign {campaign!r}")
         where = M.campaign_id == crow.id
-        states = dict(
+        states: dict[str, int] = dict(
             conn.execute(
                 select(cc.state, func.count()).where(cc.campaign_id == crow.id).group_by(cc.state)
             ).all()
@@ -441,17 +484,29 @@ def report(conn: Connection, campaign: str | None) -> dict[str, Any]:
         failed=int(sum(by_status.get(s, 0) for s in ("failed", "undelivered", "expired"))),
         queued=int(sum(by_status.get(s, 0) for s in OPEN_MESSAGE_STATUSES)),
         segments=int(segments or 0),
-        in_doubt=int(conn.execute(
-            select(func.count()).where(where, M.in_doubt == 1)
-        ).scalar() or 0),
+        in_doubt=int(
+            conn.execute(select(func.count()).where(where, M.in_doubt == 1)).scalar() or 0
+        ),
         replies=int(sum(n for _, n in replies)),
         opted_out=int(sum(n for k, n in replies if k == "stop")),
-    )  # fmt: skip
+    )
     return out
 
 
 __all__ = [
-    "ACCEPTED", "FINAL", "DuplicateMessage", "apply_receipt", "close_threads", "create",
-    "in_doubt", "message", "messages_of", "open_messages", "parts_done", "record_inbound",
-    "record_part", "report", "set_status",
-]  # fmt: skip
+    "ACCEPTED",
+    "FINAL",
+    "DuplicateMessage",
+    "apply_receipt",
+    "close_threads",
+    "create",
+    "in_doubt",
+    "message",
+    "messages_of",
+    "open_messages",
+    "parts_done",
+    "record_inbound",
+    "record_part",
+    "report",
+    "set_status",
+]

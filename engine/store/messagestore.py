@@ -29,8 +29,9 @@ class MessageMethods:
         returns its id once committed. For a campaign the contact becomes
         `sending` in the same commit; a second message for the same contact
         raises `messagedb.DuplicateMessage`."""
-        work = partial(messagedb.create, ids=self._ids, values=dict(values), campaign=campaign,
-                       now=_now())  # fmt: skip
+        work = partial(
+            messagedb.create, ids=self._ids, values=dict(values), campaign=campaign, now=_now()
+        )
         return await self._writer.write_wait(work, "create_message")
 
     async def message_status(
@@ -38,22 +39,40 @@ class MessageMethods:
     ) -> None:
         """Set a message's status and wait for the commit (the sender's
         `submitting`, which must be durable before the PDU leaves)."""
-        work = partial(messagedb.set_status, message_id=message_id, status=status, now=_now(),
-                       detail=detail, fields=fields)  # fmt: skip
+        work = partial(
+            messagedb.set_status,
+            message_id=message_id,
+            status=status,
+            now=_now(),
+            detail=detail,
+            fields=fields,
+        )
         await self._writer.write_wait(work, f"message_status {message_id}")
 
     def set_message_status(
         self, message_id: int, status: str, detail: Any = None, **fields: Any
     ) -> None:
         """`message_status` queued for the next group commit, not awaited."""
-        work = partial(messagedb.set_status, message_id=message_id, status=status, now=_now(),
-                       detail=detail, fields=fields)  # fmt: skip
+        work = partial(
+            messagedb.set_status,
+            message_id=message_id,
+            status=status,
+            now=_now(),
+            detail=detail,
+            fields=fields,
+        )
         self._writer.write(work, f"set_message_status {message_id}")
 
     def record_part(self, message_id: int, part: int, account: str, carrier_id: str) -> None:
         """Segment `part` accepted under `carrier_id` (next group commit)."""
-        work = partial(messagedb.record_part, message_id=message_id, part=part, account=account,
-                       carrier_id=carrier_id, now=_now())  # fmt: skip
+        work = partial(
+            messagedb.record_part,
+            message_id=message_id,
+            part=part,
+            account=account,
+            carrier_id=carrier_id,
+            now=_now(),
+        )
         self._writer.write(work, f"record_part {message_id}/{part}")
 
     async def parts_done(self, message_id: int) -> set[int]:
@@ -73,20 +92,29 @@ class MessageMethods:
     async def apply_receipt(
         self, account: str, carrier_id: str, status: str, detail: Any, error: str | None = None
     ) -> dict[str, Any] | None:
-        work = partial(messagedb.apply_receipt, account=account, carrier_id=carrier_id,
-                       status=status, now=_now(), detail=detail, error=error)  # fmt: skip
+        work = partial(
+            messagedb.apply_receipt,
+            account=account,
+            carrier_id=carrier_id,
+            status=status,
+            now=_now(),
+            detail=detail,
+            error=error,
+        )
         return await self._writer.write_wait(work, f"apply_receipt {carrier_id}")
 
     async def record_inbound(
         self, values: Mapping[str, Any], thread_since: datetime
     ) -> dict[str, Any]:
-        work = partial(messagedb.record_inbound, values=dict(values), thread_since=thread_since,
-                       now=_now())  # fmt: skip
+        work = partial(
+            messagedb.record_inbound, values=dict(values), thread_since=thread_since, now=_now()
+        )
         return await self._writer.write_wait(work, "record_inbound")
 
     async def close_threads(self, channel: str, quiet_since: datetime) -> list[int]:
-        work = partial(messagedb.close_threads, channel=channel, quiet_since=quiet_since,
-                       now=_now())  # fmt: skip
+        work = partial(
+            messagedb.close_threads, channel=channel, quiet_since=quiet_since, now=_now()
+        )
         return await self._writer.run(work)
 
     async def message(self, message_id: int) -> dict[str, Any]:
