@@ -1,0 +1,1 @@
+"""Email: DKIM signing, SMTP submission, inbound mail (bounces, replies)."""
