@@ -56,6 +56,7 @@ __all__ = [
     "SmtpReplyError",
     "SmtpStage",
     "SmtpTemporaryError",
+    "dot_stuffed",
     "parse_queue_id",
 ]
 
@@ -447,7 +448,7 @@ class SmtpPool:
             raise
         self.stats.connections_opened += 1
         self.stats.open += 1
-        return _Session(smtp)
+        return _Session(smtp, idle_since=self._clock())
 
     @staticmethod
     async def _hello(smtp: aiosmtplib.SMTP) -> None:
