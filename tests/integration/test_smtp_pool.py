@@ -26,7 +26,7 @@ def sink(tmp_path: Path) -> Iterator[SmtpSink]:
 def _payload(dump: bytes) -> bytes:
     """What the client sent, from a dump: after smtp-sink's own headers (ending
     with its three-line Received:), before the empty line it appends."""
-    head, sep, rest = dump.partition(b"\nReceived: ")
+    _head, sep, rest = dump.partition(b"\nReceived: ")
     assert sep, dump[:200]
     rest = rest.split(b"\n", 3)[3]  # the rest of the Received: header
     assert rest.endswith(b"\n\n")
