@@ -69,6 +69,8 @@ class SmtpSink:
     file, running counters (sessions, QUITs, messages) on stdout."""
 
     workdir: Path
+    extra: list[str] = field(default_factory=list)
+    """More smtp-sink options (-q, -r, -f: drop, 4xx, 5xx at given commands)."""
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -82,7 +84,10 @@ class SmtpSink:
         # binding); the dump directory stays writable because we stay root.
         user = ["-u", "root"] if os.geteuid() == 0 else []
         template = str(self.dump_dir / "%H%M%S.")
-        return [SMTP_SINK, *user, "-c", "-d", template, f"127.0.0.1:{self.port}", "64"]
+        return [
+            *(SMTP_SINK, *user, "-c", "-d", template, *self.extra),
+            *(f"127.0.0.1:{self.port}", "64"),
+        ]
 
     def start(self) -> SmtpSink:
         if not os.access(SMTP_SINK, os.X_OK):
@@ -269,11 +274,13 @@ class Authenticator:
 
 async def start_aiosmtpd(handler: ScriptedHandler, **kwargs: Any) -> tuple[asyncio.Server, int]:
     """aiosmtpd listening on 127.0.0.1 (a free port) in the running loop; kwargs
-    go to aiosmtpd's SMTP (tls_context, authenticator, timeout...)."""
+    go to aiosmtpd's SMTP (tls_context, authenticator, timeout...) except
+    ``implicit_tls``, a server context for TLS from the first byte."""
     loop = asyncio.get_running_loop()
+    implicit_tls = kwargs.pop("implicit_tls", None)
     kwargs.setdefault("hostname", "relay.outdial.test")
     server = await loop.create_server(
-        lambda: AiosmtpdSMTP(handler, loop=loop, **kwargs), "127.0.0.1", 0
+        lambda: AiosmtpdSMTP(handler, loop=loop, **kwargs), "127.0.0.1", 0, ssl=implicit_tls
     )
     port: int = server.sockets[0].getsockname()[1]
     return server, port

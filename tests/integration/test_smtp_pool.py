@@ -4,13 +4,20 @@ several per connection, each dumped by the sink exactly once and complete."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from carriers.email.smtp import RelayConfig, SmtpPool
+from carriers.email.smtp import (
+    RelayConfig,
+    SmtpNotAcknowledgedError,
+    SmtpPermanentError,
+    SmtpPool,
+    SmtpTemporaryError,
+)
 from tests.integration.smtp_relays import SmtpSink, make_message, message_ids
 
 pytestmark = pytest.mark.smtp
@@ -77,3 +84,40 @@ async def test_300_messages_over_4_connections_arrive_once_and_complete(sink: Sm
         assert dump.count(b"X-Rcpt-Args: ") == 1
         assert f"X-Rcpt-Args: <user{n}@dest{n % 7}.test>".encode() in dump
         assert _payload(dump) == sent[mid].replace(b"\r\n", b"\n")
+
+
+@pytest.mark.parametrize(
+    ("options", "outcome"),
+    [
+        (["-q", "."], "in doubt"),  # reads the content, disconnects without a reply
+        (["-q", "RCPT"], "temporary None rcpt"),  # disconnects before any content
+        (["-r", "RCPT"], "temporary 450 rcpt"),
+        (["-f", "."], "permanent 500 data"),
+        (["-Q", "MAIL"], "temporary 421 mail"),  # 421 and disconnect
+    ],
+)
+async def test_sink_faults(tmp_path: Path, options: list[str], outcome: str) -> None:
+    sink = SmtpSink(tmp_path, extra=options).start()
+    try:
+        pool = SmtpPool(RelayConfig(name="sink", host="127.0.0.1", port=sink.port, tls="none"))
+        await pool.start()
+        seen = []
+        for n in range(3):
+            try:
+                await pool.send("b@outdial.test", f"u{n}@dest.test", make_message(n, "x")[1])
+                seen.append("accepted")
+            except SmtpNotAcknowledgedError:
+                seen.append("in doubt")
+            except (SmtpTemporaryError, SmtpPermanentError) as exc:
+                kind = "temporary" if isinstance(exc, SmtpTemporaryError) else "permanent"
+                seen.append(f"{kind} {exc.code} {exc.stage}")
+        await pool.close()
+    finally:
+        sink.stop()
+    assert seen == [outcome] * 3
+    broken = outcome == "in doubt" or "None" in outcome or "421" in outcome
+    assert pool.stats.connections_discarded == (3 if broken else 0)
+    if outcome == "in doubt":  # each sent once, none re-sent by the pool
+        assert sorted(mid for d in sink.dumps() for mid in message_ids(d)) == [
+            f"<{n}.{os.getpid()}@outdial.test>" for n in range(3)
+        ]

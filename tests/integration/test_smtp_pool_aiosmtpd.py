@@ -225,6 +225,26 @@ async def test_starttls_and_auth(
     server.close()
 
 
+async def test_implicit_tls_and_an_untrusted_certificate(
+    tls_files: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    server_ctx, client_ctx = tls_files
+    handler = ScriptedHandler()
+    server, port = await _relay(handler, implicit_tls=server_ctx)
+    pool = await _started(_config(port, tls="tls", tls_context=client_ctx))
+    mid, data = make_message(1, "x@dest.test")
+    assert (await pool.send(FROM, "x@dest.test", data)).reply == "250 OK"
+    assert handler.received[mid] == 1
+    await pool.close()
+
+    untrusting = SmtpPool(_config(port, tls="tls"))  # the system CAs only
+    with pytest.raises(SmtpTemporaryError) as caught:
+        await untrusting.start()
+    assert (caught.value.code, caught.value.stage) == (None, SmtpStage.CONNECT)
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reply
+    server.close()
+
+
 async def test_starttls_required_but_not_offered_is_refused(
     relay: tuple[ScriptedHandler, int],
 ) -> None:
