@@ -267,7 +267,9 @@ class SmtpPool:
         self._state = "started"
 
     async def close(self) -> None:
-        """Wait for the transactions in flight, then QUIT every session."""
+        """Refuse new sends, let those already waiting for a session and those in
+        flight finish (a reply can take ``data_timeout``; cancel the senders to
+        cut it short), then QUIT every session."""
         if self._state in ("closing", "closed"):
             return
         self._state = "closing"
@@ -295,6 +297,8 @@ class SmtpPool:
         domain = _domain_of(_check_address(rcpt))
         if self._state == "new":
             raise RuntimeError(f"pool {self.config.name} is not started")
+        if self._state != "started":
+            raise SmtpTemporaryError(None, "pool closed", SmtpStage.CONNECT)
         try:
             async with self._domain_gate(domain):
                 if self._bucket is not None:
@@ -378,7 +382,7 @@ class SmtpPool:
     async def _checkout(self) -> _Session:
         await self._slots.acquire()
         try:
-            if self._state != "started":
+            if self._state == "closed":  # waited past close(): it took every slot
                 raise SmtpTemporaryError(None, "pool closed", SmtpStage.CONNECT)
             now = self._clock()
             while self._idle:
@@ -399,10 +403,7 @@ class SmtpPool:
         try:
             if not healthy or not session.smtp.is_connected:
                 self._discard(session)
-            elif (
-                session.transactions >= self.config.messages_per_connection
-                or self._state != "started"
-            ):
+            elif session.transactions >= self.config.messages_per_connection:
                 await self._quit(session)
             else:
                 session.idle_since = self._clock()
