@@ -302,3 +302,23 @@ async def test_relay_rate_and_per_domain_rate(relay: tuple[ScriptedHandler, int]
     assert others_done < 0.5
     assert sum(handler.received.values()) == 40
     await pool.close()
+
+
+async def test_close_lets_queued_sends_finish_and_refuses_new_ones(
+    relay: tuple[ScriptedHandler, int],
+) -> None:
+    handler, port = relay
+    handler.data_delay = 0.05
+    pool = await _started(_config(port, connections=2))
+    sends = [
+        asyncio.create_task(pool.send(FROM, f"q{n}@dest.test", make_message(n, "q")[1]))
+        for n in range(6)
+    ]
+    await asyncio.sleep(0.01)  # two in flight, four waiting for a session
+    closing = asyncio.create_task(pool.close())
+    await asyncio.sleep(0)
+    with pytest.raises(SmtpTemporaryError, match="pool closed"):
+        await pool.send(FROM, "late@dest.test", b"")
+    await closing
+    assert all(s.result().reply == "250 OK" for s in sends)
+    assert (pool.stats.accepted, pool.stats.open, pool.stats.connections_quit) == (6, 0, 2)
