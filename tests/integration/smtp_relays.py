@@ -191,6 +191,8 @@ class ScriptedHandler:
     RCPT and DATA from per-recipient scripts, and tracks transactions in progress
     per recipient domain (from an accepted RCPT to the end of DATA or RSET)."""
 
+    mail_script: Script = field(default_factory=dict)
+    """Keyed by the return path."""
     rcpt_script: Script = field(default_factory=dict)
     data_script: Script = field(default_factory=dict)
     data_reply: str = "250 OK"
@@ -214,6 +216,16 @@ class ScriptedHandler:
             await asyncio.sleep(float(reply.split(":")[1]))
             return None
         return reply
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        reply = await self._play(self.mail_script, address, server)
+        if reply is not None:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]

@@ -322,3 +322,28 @@ async def test_close_lets_queued_sends_finish_and_refuses_new_ones(
     await closing
     assert all(s.result().reply == "250 OK" for s in sends)
     assert (pool.stats.accepted, pool.stats.open, pool.stats.connections_quit) == (6, 0, 2)
+
+
+async def test_a_reused_session_dead_at_mail_is_retried_once_on_a_new_one(
+    relay: tuple[ScriptedHandler, int],
+) -> None:
+    handler, port = relay
+    pool = await _started(_config(port, connections=1))
+    await pool.send(FROM, "a@dest.test", make_message(1, "a@dest.test")[1])
+    # The relay drops the reused session at MAIL without a reply (as if it had
+    # closed it while idle and we had not seen the FIN yet): nothing was sent, so
+    # the pool moves the transaction to a new session by itself.
+    handler.mail_script["stale@outdial.test"] = ["drop"]
+    mid, data = make_message(2, "b@dest.test")
+    await pool.send("stale@outdial.test", "b@dest.test", data)
+    assert handler.received[mid] == 1
+    assert (pool.stats.stale_retries, pool.stats.connections_opened) == (1, 2)
+    # On a session's first transaction the same drop is not retried.
+    await pool.close()
+    pool = await _started(_config(port, connections=1))
+    handler.mail_script["stale@outdial.test"] = ["drop"]
+    with pytest.raises(SmtpTemporaryError) as caught:
+        await pool.send("stale@outdial.test", "c@dest.test", make_message(3, "c")[1])
+    assert (caught.value.code, caught.value.stage) == (None, SmtpStage.MAIL)
+    assert pool.stats.stale_retries == 0
+    await pool.close()
