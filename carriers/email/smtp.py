@@ -290,7 +290,8 @@ class SmtpPool:
 
         Raises `SmtpTemporaryError`, `SmtpPermanentError` or
         `SmtpNotAcknowledgedError` (carriers.email.smtp_errors); ValueError for
-        an address that cannot go on the wire; RuntimeError when not started.
+        an address that cannot go on the wire; RuntimeError when not started;
+        `SmtpTemporaryError` "pool closed" once `close` has begun.
         """
         if mail_from:
             _check_address(mail_from)
