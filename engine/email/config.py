@@ -41,12 +41,14 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
+from typing import Literal, cast
 
 import yaml
 
 from engine.config import ConfigError, _kind, _Node
 
 TLS_MODES = ("none", "starttls", "tls")
+TlsMode = Literal["none", "starttls", "tls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ class RelaySettings:
     name: str
     host: str
     port: int = 25
-    tls: str = "none"
+    tls: TlsMode = "none"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     connections: int = 4
@@ -138,7 +140,7 @@ def _relay(parent: _Node, name: str) -> RelaySettings:
     if (username is None) != (password is None):
         raise node.error("username" if username is None else "password",
                          "give both username and password (AUTH), or neither")  # fmt: skip
-    tls = node.choice("tls", TLS_MODES, "none")
+    tls = cast(TlsMode, node.choice("tls", TLS_MODES, "none"))
     if username is not None and tls == "none" and not _loopback(node.required_text("host")):
         raise node.error("tls", "AUTH over a plaintext connection to a remote relay: use "
                                 "starttls or tls")  # fmt: skip

@@ -29,7 +29,6 @@ from carriers.email.smtp import (
     SmtpPool,
     SmtpTemporaryError,
 )
-
 from carriers.email.verp import verp_address
 from engine.email.compose import build_message
 from engine.email.tokens import BOUNCE, UNSUBSCRIBE, make_token
@@ -187,7 +186,11 @@ class EmailSender:
             try:
                 accepted = await pool.send(self.verp(message.id), message.address, data)
             except SmtpPermanentError as exc:
-                await self._bounced(message, exc)
+                if exc.about_relay:  # the relay refused us (AUTH, TLS), not this message
+                    log.error("email: relay %s refused us: %s", message.relay, exc)
+                    self._deferred(message, str(exc), in_doubt=False)
+                else:
+                    await self._bounced(message, exc)
                 return
             except SmtpNotAcknowledgedError as exc:
                 self._deferred(message, str(exc), in_doubt=True)

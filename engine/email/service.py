@@ -21,6 +21,7 @@ Message-IDs) is stored as a reply threaded to the message.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -41,9 +42,8 @@ from engine.sms.template import TemplateError
 from engine.store.emaildnc import clean
 
 if TYPE_CHECKING:
-    from carriers.email.smtp import SmtpPool
-
     from carriers.email.inbound import Envelope, InboundServer
+    from carriers.email.smtp import SmtpPool
     from engine.bus import EventBus
     from engine.store import Store
 
@@ -88,7 +88,13 @@ class EmailService:
         if self.cfg is None:
             return
         from carriers.email.dkim import DkimKey, Signer
-        from carriers.email.smtp import RelayConfig, SmtpPool
+
+        from carriers.email.smtp import (
+            RelayConfig,
+            SmtpPermanentError,
+            SmtpPool,
+            SmtpTemporaryError,
+        )
 
         cfg = self.cfg
         self.secret = load_secret(cfg.secret_file)
@@ -108,9 +114,14 @@ class EmailService:
                 connections=relay.connections,
                 messages_per_connection=relay.messages_per_connection, timeout=relay.timeout,
                 rate=relay.rate, per_domain_concurrency=relay.per_domain_concurrency,
-                helo=cfg.domain,
+                helo=cfg.domain, allow_plain_auth=relay.tls == "none",
             ))  # fmt: skip
-            await pool.start()
+            try:
+                await pool.start()
+            except (SmtpTemporaryError, SmtpPermanentError) as exc:
+                # The daemon runs on: messages wait (deferred) until the relay answers.
+                log.error("email: relay %s: %s", relay.name, exc)
+                await pool.start(connect=False)
             self.pools[relay.name] = pool
         self.sender = EmailSender(
             self.store, self.bus, cfg, self.pools, self._signer, keys, self.secret,
@@ -434,9 +445,7 @@ class EmailService:
             return {"enabled": False}
         return {
             "enabled": True,
-            "relays": {
-                n: p.stats_dict() if hasattr(p, "stats_dict") else {} for n, p in self.pools.items()
-            },
+            "relays": {n: dataclasses.asdict(p.stats) for n, p in self.pools.items()},
             "campaigns": {n: r.state for n, r in self.runners.items()},
             "sending": self.sender.active if self.sender is not None else 0,
             "counts": {**(self.sender.counts if self.sender else {}), **self.counts},
