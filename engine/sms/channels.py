@@ -186,9 +186,9 @@ class HttpChannel:
         return f"{self.http.public_url}/sms/{self.config.type}/{self.name}/{kind}"
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64), auto_decompress=False
-        )
+        # aiohttp asks for gzip/deflate, so it must also decompress the answers: a
+        # gzipped 201 read raw is "no message sid", an in-doubt resend, a duplicate.
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         c = self.config
         if c.type == "twilio":
             account = TwilioAccount(c.account_sid, c.auth_token, c.url)

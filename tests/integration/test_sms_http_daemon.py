@@ -120,14 +120,16 @@ class FakeTwilio:
 
     Every POST is counted per `To`; `script[to]` is a list of (HTTP status,
     Twilio code) answers given, one per request, before the message is taken.
-    A taken message with a StatusCallback gets `sent` then `delivered` posted
-    to it, signed by twilio's RequestValidator."""
+    A taken message's answer is gzipped when the client accepts it; with a
+    StatusCallback the message gets `sent` then `delivered` posted to it, signed
+    by twilio's RequestValidator."""
 
     def __init__(self) -> None:
         self.validator = RequestValidator(TOKEN)
         self.requests: Counter[str] = Counter()
         self.sent: list[dict[str, str]] = []
         self.callback_answers: list[int] = []
+        self.gzipped = 0
         self.script: dict[str, list[tuple[int, int]]] = {}
         self.base_url = ""
         self._loop = asyncio.new_event_loop()
@@ -194,7 +196,11 @@ class FakeTwilio:
                     "body": form.get("Body", ""), "status": "queued",
                     "num_segments": str(len(segment(form.get("Body", "")).segments)),
                     "error_code": None, "error_message": None}  # fmt: skip
-        return web.json_response(resource, status=201)
+        response = web.json_response(resource, status=201)
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            self.gzipped += 1  # answered compressed, as an API behind a CDN does
+            response.enable_compression()
+        return response
 
     async def _callbacks(self, url: str, sid: str, form: dict[str, str]) -> None:
         for status in ("sent", "delivered"):
@@ -292,6 +298,7 @@ def test_twilio_campaign_is_delivered_and_forged_callbacks_are_refused(
         assert report["accepted"] == 50 and report["rejected"] == 0 and report["queued"] == 0
         assert report["in_doubt"] == 0 and report["segments"] == 50
         assert twilio.requests == Counter(numbers)  # each exactly once
+        assert twilio.gzipped == 50  # and the daemon read the compressed answers
         assert len(twilio.sent) == 50 and all(m["From"] == SENDER for m in twilio.sent)
         assert {m["StatusCallback"] for m in twilio.sent} == {td.url("status")}
         assert twilio.callback_answers == [200] * 100
