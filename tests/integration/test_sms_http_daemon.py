@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp import ClientSession, web
@@ -417,8 +418,8 @@ def kannel(tmp_path: Path) -> Iterator[Kannel]:
     yield from run_kannel(tmp_path / "kannel")
 
 
-def kannel_daemon(tmp_path: Path, kannel: Kannel) -> tuple[Daemon, str]:
-    port = http_port()
+def kannel_daemon(tmp_path: Path, kannel: Kannel, port: int | None = None) -> tuple[Daemon, str]:
+    port = port or http_port()
     sms = (
         "sms:\n  accounts:\n    k1:\n      type: kannel\n"
         f"      url: {kannel.base_url}\n      username: {USERNAME}\n"
@@ -480,3 +481,48 @@ def test_kannel_send_report_and_mo(tmp_path: Path, kannel: Kannel) -> None:
         assert [h["status"] for h in after["history"]][-1] == "delivered"
     finally:
         assert daemon.stop() == 0
+
+
+@pytest.mark.kannel
+def test_real_kannel_calls_the_mo_route(tmp_path: Path) -> None:
+    """smsbox's sms-service calls the MO route; `max-messages = 0` because every
+    answer goes through sendsms (tracked): without it Kannel texts the customer
+    "<Empty reply from service provider>" (seen against this Kannel)."""
+    port = http_port()
+    mo = (f"http://127.0.0.1:{port}/sms/kannel/k1/mo?key={DLR_KEY}"
+          "&from=%p&to=%P&text=%b&coding=%c&charset=%C")  # fmt: skip
+    (tmp_path / "kannel").mkdir()
+    kannels = run_kannel(tmp_path / "kannel", service=f'get-url = "{mo}"\nmax-messages = 0')
+    kannel = next(kannels)
+    daemon, _ = kannel_daemon(tmp_path, kannel, port)
+    customer = "+12125550143"
+    try:
+        daemon.start()
+        sent = daemon("sms.send", number=customer, text="See you at 10.")
+        until(lambda: fakesmsc_got(kannel, "See you at 10."), 10, "the notification at fakesmsc")
+        kannel.send_mo(customer, SENDER, "HELP")
+        messages = until(lambda: (m := daemon("sms.list", number=customer)) and len(m) == 3 and m,
+                         10, "the HELP and its answer stored")  # fmt: skip
+        [mo_row] = [m for m in messages if m["direction"] == "in"]
+        assert (mo_row["body"], mo_row["keyword"], mo_row["sender"]) == ("HELP", "help", SENDER)
+        assert mo_row["thread_id"] == sent["id"]
+        [answer] = [m for m in messages if m["direction"] == "out" and m["id"] != sent["id"]]
+        until(lambda: fakesmsc_got(kannel, HELP_REPLY.split(".")[0]), 10, "the HELP answer")
+        # A plain reply threads to the last message we sent that number: the answer.
+        kannel.send_mo(customer, SENDER, "Can I come at 11?")
+        until(lambda: len(daemon("sms.list", number=customer)) == 4, 10, "the reply stored")
+        reply = daemon("sms.list", number=customer)[0]
+        assert (reply["body"], reply["thread_id"]) == ("Can I come at 11?", answer["id"])
+        # A UCS-2 message: Kannel gives its UTF-16BE bytes, with coding 2 and the charset.
+        text = "Olá 😀 até já"
+        kannel.send_mo(customer, SENDER, quote(text.encode("utf-16-be")), "ucs2")
+        until(lambda: len(daemon("sms.list", number=customer)) == 5, 10, "the UCS-2 reply")
+        assert daemon("sms.list", number=customer)[0]["body"] == text
+        time.sleep(0.5)
+        got = [line.split(": <", 1)[1] for line in kannel.received().splitlines()
+               if "Got message" in line]  # fmt: skip
+        assert got == [f"{SENDER} {customer} text See you at 10.>",
+                       f"{SENDER} {customer} text {HELP_REPLY}>"]  # fmt: skip
+    finally:
+        assert daemon.stop() == 0
+        next(kannels, None)
