@@ -39,6 +39,7 @@ from carriers.sms.http.client import (
 )
 from carriers.sms.http.kannel import DeliveryReport, DlrType
 from carriers.sms.http.twilio import InboundMessage, MessageStatus, StatusCallback
+from engine.config import ConfigError
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -128,11 +129,16 @@ class WebServer:
         elif account.type == "kannel":
 
             async def on_report(report: DeliveryReport) -> None:
+                status = _kannel_status(report)
+                # The SMSC's words (%A: "NACK/0x0000000b/Invalid Destination Address",
+                # "id:... stat:UNDELIV err:..."), stored as the message's error.
+                error = (report.answer or f"report type {int(report.type)}")[:500]
                 await sms.on_receipt(
                     name,
                     report.reference,
-                    _kannel_status(report),
+                    status,
                     {"type": int(report.type), "answer": report.answer},
+                    error if status == "undelivered" else None,
                 )
 
             dlr = kannel_dlr_handler(on_report, secret=account.dlr_key)
@@ -170,7 +176,16 @@ class WebServer:
         self._runner = web.AppRunner(self.web, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, or not an address of this host
+            await self._runner.cleanup()
+            raise ConfigError(
+                str(self.app.config.path),
+                None,
+                "http.listen",
+                f"cannot listen on {self.config.listen}: {exc.strerror or exc}",
+            ) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         if sockets:
