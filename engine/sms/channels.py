@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 
@@ -196,7 +197,9 @@ class HttpChannel:
         else:
             dlr = self.webhook_url("dlr")
             if dlr is not None and c.dlr_key:
-                dlr += f"?key={c.dlr_key}"
+                # ASCII (the config checks it) quotes as %2X..%7X: never one of
+                # Kannel's %-escapes, which it substitutes anywhere in the URL.
+                dlr += f"?key={quote(c.dlr_key, safe='')}"
             self._kannel = KannelSender(
                 self.session,
                 KannelAccount(c.url, c.username, c.password),

@@ -42,7 +42,7 @@ from tests.integration.sipp import free_port
 SID = "AC" + "0" * 31 + "7"
 TOKEN = "fake-auth-token"
 SENDER = "+15550100"
-DLR_KEY = "k-1234567890"
+DLR_KEY = "k&1 2+3/4=5%6"  # quoted into the dlr-url, it must survive Kannel
 STOP_REPLY = "You are unsubscribed."
 HELP_REPLY = "Clinic reminders. Reply STOP to stop."
 
@@ -423,7 +423,8 @@ def kannel_daemon(tmp_path: Path, kannel: Kannel, port: int | None = None) -> tu
     sms = (
         "sms:\n  accounts:\n    k1:\n      type: kannel\n"
         f"      url: {kannel.base_url}\n      username: {USERNAME}\n"
-        f"      password: {PASSWORD}\n      dlr_key: {DLR_KEY}\n      timeout: 5s\n" + sms_common()
+        f'      password: {PASSWORD}\n      dlr_key: "{DLR_KEY}"\n      timeout: 5s\n'
+        + sms_common()
     )
     daemon = Daemon(tmp_path, free_port(), CAMPAIGN, tmp_path / "none.wav",
                     extra=http_section(port) + sms)  # fmt: skip
@@ -489,7 +490,7 @@ def test_real_kannel_calls_the_mo_route(tmp_path: Path) -> None:
     answer goes through sendsms (tracked): without it Kannel texts the customer
     "<Empty reply from service provider>" (seen against this Kannel)."""
     port = http_port()
-    mo = (f"http://127.0.0.1:{port}/sms/kannel/k1/mo?key={DLR_KEY}"
+    mo = (f"http://127.0.0.1:{port}/sms/kannel/k1/mo?key={quote(DLR_KEY, safe='')}"
           "&from=%p&to=%P&text=%b&coding=%c&charset=%C")  # fmt: skip
     (tmp_path / "kannel").mkdir()
     kannels = run_kannel(tmp_path / "kannel", service=f'get-url = "{mo}"\nmax-messages = 0')

@@ -1,11 +1,15 @@
-"""The Kannel MO route's parameters: text decoded from bytes with Kannel's charset."""
+"""The Kannel MO route's parameters (text decoded from bytes with Kannel's charset),
+and the key its URLs carry."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from engine.config import ConfigError, _read_mapping
+from engine.sms.config import parse_sms
 from engine.web import kannel_mo_fields
 
 
@@ -34,3 +38,16 @@ def test_bad_charset_or_bytes(query: str, message: str) -> None:
 def test_empty_and_missing() -> None:
     assert kannel_mo_fields("") == {}
     assert kannel_mo_fields("text=&from=1") == {"text": "", "from": "1"}
+
+
+def test_a_non_ascii_dlr_key_is_refused(tmp_path: Path) -> None:
+    """Quoted, ``é`` is ``%C3%A9``: Kannel would read ``%C`` and ``%A`` as its escapes."""
+    path = tmp_path / "outdial.yaml"
+    account = "sms:\n  accounts:\n    k1:\n      type: kannel\n      url: http://127.0.0.1:13013\n"
+    account += "      username: u\n      password: p\n      dlr_key: "
+    path.write_text(account + '"clé"\n')
+    with pytest.raises(ConfigError, match=r"outdial.yaml:8: .*dlr_key: expected printable ASCII"):
+        parse_sms(_read_mapping(path))
+    path.write_text(account + '"k&1 2+3/4=5%6"\n')
+    config = parse_sms(_read_mapping(path))
+    assert config is not None and config.accounts["k1"].dlr_key == "k&1 2+3/4=5%6"
