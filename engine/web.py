@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("outdial.web")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# How long a webhook for an id not yet recorded waits for the send's answer: the
+# aggregator may call back (a status, Kannel's type 8 or 16) before it reaches us.
+RECEIPT_PATIENCE = 5.0
 
 _TWILIO_STATUS = {
     MessageStatus.DELIVERED: "delivered",
@@ -110,7 +113,12 @@ class WebServer:
                 status = _TWILIO_STATUS.get(event.status, "submitted")
                 error = f"error {event.error_code}" if event.error_code else None
                 await sms.on_receipt(
-                    name, event.message_sid, status, {"status": event.raw_status}, error
+                    name,
+                    event.message_sid,
+                    status,
+                    {"status": event.raw_status},
+                    error,
+                    patience=RECEIPT_PATIENCE,
                 )
 
             async def on_message(event: InboundMessage) -> None:
@@ -139,6 +147,7 @@ class WebServer:
                     status,
                     {"type": int(report.type), "answer": report.answer},
                     error if status == "undelivered" else None,
+                    patience=RECEIPT_PATIENCE,
                 )
 
             dlr = kannel_dlr_handler(on_report, secret=account.dlr_key)

@@ -121,6 +121,7 @@ class FakeTwilio:
 
     Every POST is counted per `To`; `script[to]` is a list of (HTTP status,
     Twilio code) answers given, one per request, before the message is taken.
+    For a number in `early` the answer waits 0.5 s: its first callback overtakes it.
     A taken message's answer is gzipped when the client accepts it; with a
     StatusCallback the message gets `sent` then `delivered` posted to it, signed
     by twilio's RequestValidator."""
@@ -132,6 +133,7 @@ class FakeTwilio:
         self.callback_answers: list[int] = []
         self.gzipped = 0
         self.script: dict[str, list[tuple[int, int]]] = {}
+        self.early: set[str] = set()  # these numbers' callbacks overtake the answer
         self.base_url = ""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -193,6 +195,8 @@ class FakeTwilio:
             task = asyncio.create_task(self._callbacks(form["StatusCallback"], sid, form))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            if to in self.early:
+                await asyncio.sleep(0.5)  # the first callback is made before we answer
         resource = {"sid": sid, "account_sid": SID, "to": to, "from": form.get("From"),
                     "body": form.get("Body", ""), "status": "queued",
                     "num_segments": str(len(segment(form.get("Body", "")).segments)),
@@ -381,9 +385,10 @@ retry: {attempts: 3, after: 0.2s}
 
 @pytest.mark.smsc
 def test_twilio_throttled_then_taken_and_refused(tmp_path: Path, twilio: FakeTwilio) -> None:
-    throttled, invalid = "+12125550301", "+12125550302"
+    throttled, invalid, early = "+12125550301", "+12125550302", "+12125550303"
     twilio.script = {throttled: [(429, 20429)], invalid: [(400, 21211)]}
-    write_contacts(tmp_path / "edge.csv", [throttled, invalid])
+    twilio.early = {early}
+    write_contacts(tmp_path / "edge.csv", [throttled, invalid, early])
     td = TwilioDaemon(tmp_path, twilio, EDGE)
     daemon = td.daemon.start()
     try:
@@ -403,8 +408,15 @@ def test_twilio_throttled_then_taken_and_refused(tmp_path: Path, twilio: FakeTwi
         assert bad["status"] == "rejected" and bad["tries"] == 1
         assert bad["error"] == "HTTP 400 error 21211: scripted answer 400"
         assert twilio.requests[invalid] == 1 and twilio.sent_to(invalid) == []
+        # Callbacks made before the API answered (the daemon had no sid yet) still apply.
+        [fast] = daemon("sms.list", number=early)
+        until(lambda: daemon("sms.show", id=fast["id"])["status"] == "delivered", 10,
+              "the overtaking callbacks applied")  # fmt: skip
+        history = daemon("sms.show", id=fast["id"])["history"]
+        assert [h["status"] for h in history] == DELIVERED_STEPS
+        assert twilio.callback_answers == [200] * 4 and unknown_receipts(daemon) == []
         report = daemon("sms.report", campaign="edge")
-        assert report["rejected"] == 1 and report["delivered"] == 1
+        assert report["rejected"] == 1 and report["delivered"] == 2
     finally:
         assert daemon.stop() == 0
 

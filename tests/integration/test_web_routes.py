@@ -33,7 +33,8 @@ class RecordingSms:
         self.receipts: list[tuple[Any, ...]] = []
         self.inbound: list[tuple[str, ...]] = []
 
-    async def on_receipt(self, *args: Any) -> None:
+    async def on_receipt(self, *args: Any, patience: float = 0.0) -> None:
+        assert patience > 0  # a webhook may overtake the answer to its send
         self.receipts.append(args)
 
     async def on_inbound(self, *args: str) -> None:
