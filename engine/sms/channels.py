@@ -52,9 +52,19 @@ _DIGITS = re.compile(r"\+?[0-9]+")
 
 
 class SendFailure(Exception):
-    def __init__(self, reason: str, *, retryable: bool, in_doubt: bool = False) -> None:
+    """``retry_after``: the carrier's own wait before a retry (HTTP Retry-After), if any."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool,
+        in_doubt: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason, self.retryable, self.in_doubt = reason, retryable, in_doubt
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +238,9 @@ class HttpChannel:
             )
             return str(out.message_id)  # Kannel's reports carry our reference
         except SendRejectedError as exc:
-            raise SendFailure(str(exc), retryable=exc.retryable) from None
+            raise SendFailure(
+                str(exc), retryable=exc.retryable, retry_after=exc.retry_after
+            ) from None
         except (SendNotAcknowledgedError, BadResponseError) as exc:
             raise SendFailure(str(exc), retryable=True, in_doubt=True) from None
 

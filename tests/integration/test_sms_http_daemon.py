@@ -129,6 +129,7 @@ class FakeTwilio:
     def __init__(self) -> None:
         self.validator = RequestValidator(TOKEN)
         self.requests: Counter[str] = Counter()
+        self.times: dict[str, list[float]] = {}
         self.sent: list[dict[str, str]] = []
         self.callback_answers: list[int] = []
         self.gzipped = 0
@@ -182,12 +183,13 @@ class FakeTwilio:
         form = {k: str(v) for k, v in (await request.post()).items()}
         to = form.get("To", "")
         self.requests[to] += 1
+        self.times.setdefault(to, []).append(time.monotonic())
         scripted = self.script.get(to)
         if scripted:
             status, code = scripted.pop(0)
             response = _twilio_error(status, code, f"scripted answer {status}")
             if status == 429:
-                response.headers["Retry-After"] = "0"
+                response.headers["Retry-After"] = "1"
             return response
         sid = "SM" + uuid.uuid4().hex
         self.sent.append({**form, "sid": sid})
@@ -401,6 +403,8 @@ def test_twilio_throttled_then_taken_and_refused(tmp_path: Path, twilio: FakeTwi
         shown = daemon("sms.show", id=ok["id"])
         assert shown["tries"] == 2 and shown["in_doubt"] in (0, False)
         assert twilio.requests[throttled] == 2 and len(twilio.sent_to(throttled)) == 1
+        first_try, second_try = twilio.times[throttled]
+        assert second_try - first_try >= 0.95  # Retry-After: 1, not the campaign's 0.2 s
         statuses = [h["status"] for h in shown["history"]]
         assert statuses[:5] == ["queued", "submitting", "queued", "submitting", "submitted"]
         assert "HTTP 429 error 20429" in shown["history"][2]["detail"]
