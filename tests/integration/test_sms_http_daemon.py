@@ -308,6 +308,7 @@ def test_twilio_campaign_is_delivered_and_forged_callbacks_are_refused(
         assert twilio.gzipped == 50  # and the daemon read the compressed answers
         assert len(twilio.sent) == 50 and all(m["From"] == SENDER for m in twilio.sent)
         assert {m["StatusCallback"] for m in twilio.sent} == {td.url("status")}
+        until(lambda: len(twilio.callback_answers) == 100, 5, "the fake's callbacks answered")
         assert twilio.callback_answers == [200] * 100
         first = twilio.sent_to(numbers[0])[0]
         assert first["Body"] == "Hi Pat0, see you on Monday. Reply STOP to opt out."
@@ -418,6 +419,7 @@ def test_twilio_throttled_then_taken_and_refused(tmp_path: Path, twilio: FakeTwi
               "the overtaking callbacks applied")  # fmt: skip
         history = daemon("sms.show", id=fast["id"])["history"]
         assert [h["status"] for h in history] == DELIVERED_STEPS
+        until(lambda: len(twilio.callback_answers) == 4, 5, "the fake's callbacks answered")
         assert twilio.callback_answers == [200] * 4 and unknown_receipts(daemon) == []
         report = daemon("sms.report", campaign="edge")
         assert report["rejected"] == 1 and report["delivered"] == 2
