@@ -7,8 +7,16 @@ Routes, per SMS account of the `sms:` section:
 - `POST /sms/twilio/{account}/inbound` inbound messages (the same check)
 - `GET|POST /sms/kannel/{account}/dlr` Kannel delivery reports (`key` = the account's dlr_key)
 - `GET|POST /sms/kannel/{account}/mo`  Kannel sms-service get-url for inbound messages:
-  `...?key=KEY&from=%p&to=%P&text=%a`
+  `...?key=KEY&from=%p&to=%P&text=%b&coding=%c&charset=%C`, with `max-messages = 0`
 - `GET /health`                         200 while the daemon runs
+
+Kannel substitutes a UCS-2 message's text as its UTF-16BE bytes, URL-encoded
+(`%a` even splits them at 0x20 bytes), so the MO route decodes `text` from
+bytes with `charset` (`%C`, or UTF-16BE for `coding` 2; UTF-8 when neither
+comes). The sms-service needs `max-messages = 0`: every answer (HELP, the STOP
+confirmation) goes through sendsms, stored and tracked, and without it smsbox
+texts the customer "<Empty reply from service provider>" for our empty answer
+(and "Could not fetch content" for a 403), both seen against Kannel 1.4.5.
 
 The signature covers the URL the aggregator was given, so `http.public_url`
 must be the address the aggregator calls (behind a proxy, the proxy's).
@@ -18,7 +26,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
+from urllib.parse import unquote_plus, unquote_to_bytes
 
 from aiohttp import web
 
@@ -29,6 +39,7 @@ from carriers.sms.http.client import (
 )
 from carriers.sms.http.kannel import DeliveryReport, DlrType
 from carriers.sms.http.twilio import InboundMessage, MessageStatus, StatusCallback
+from engine.config import ConfigError
 
 if TYPE_CHECKING:
     from engine.app import App
@@ -36,6 +47,10 @@ if TYPE_CHECKING:
     from engine.sms.service import SmsService
 
 log = logging.getLogger("outdial.web")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# How long a webhook for an id not yet recorded waits for the send's answer: the
+# aggregator may call back (a status, Kannel's type 8 or 16) before it reaches us.
+RECEIPT_PATIENCE = 5.0
 
 _TWILIO_STATUS = {
     MessageStatus.DELIVERED: "delivered",
@@ -52,6 +67,28 @@ def _kannel_status(report: DeliveryReport) -> str:
     if report.type & (DlrType.UNDELIVERED | DlrType.NOT_DELIVERED_TO_SMSC):
         return "undelivered"
     return "submitted"  # intermediate (queued on / delivered to the SMSC)
+
+
+def kannel_mo_fields(raw_query: str) -> dict[str, str]:
+    """The MO call's query parameters, ``text`` decoded from its bytes with
+    ``charset`` (Kannel's %C) or, failing that, UTF-16BE for ``coding`` 2 (%c),
+    else UTF-8. ValueError names an unknown charset or undecodable text."""
+    raw: dict[str, bytes] = {}
+    for pair in raw_query.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            raw[unquote_plus(name)] = unquote_to_bytes(value.replace("+", " "))
+    fields = {k: v.decode("utf-8", "replace") for k, v in raw.items() if k != "text"}
+    if "text" in raw:
+        default = "UTF-16BE" if fields.get("coding", "").strip() == "2" else "UTF-8"
+        charset = fields.get("charset", "").strip() or default
+        try:
+            fields["text"] = raw["text"].decode(charset)
+        except LookupError:
+            raise ValueError(f"unknown charset {charset!r}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"text is not {charset}: {exc.reason}") from None
+    return fields
 
 
 class WebServer:
@@ -76,7 +113,12 @@ class WebServer:
                 status = _TWILIO_STATUS.get(event.status, "submitted")
                 error = f"error {event.error_code}" if event.error_code else None
                 await sms.on_receipt(
-                    name, event.message_sid, status, {"status": event.raw_status}, error
+                    name,
+                    event.message_sid,
+                    status,
+                    {"status": event.raw_status},
+                    error,
+                    patience=RECEIPT_PATIENCE,
                 )
 
             async def on_message(event: InboundMessage) -> None:
@@ -95,11 +137,17 @@ class WebServer:
         elif account.type == "kannel":
 
             async def on_report(report: DeliveryReport) -> None:
+                status = _kannel_status(report)
+                # The SMSC's words (%A: "NACK/0x0000000b/Invalid Destination Address",
+                # "id:... stat:UNDELIV err:..."), stored as the message's error.
+                error = (report.answer or f"report type {int(report.type)}")[:500]
                 await sms.on_receipt(
                     name,
                     report.reference,
-                    _kannel_status(report),
+                    status,
                     {"type": int(report.type), "answer": report.answer},
+                    error if status == "undelivered" else None,
+                    patience=RECEIPT_PATIENCE,
                 )
 
             dlr = kannel_dlr_handler(on_report, secret=account.dlr_key)
@@ -110,18 +158,22 @@ class WebServer:
             router.add_post(f"{base}/mo", mo)
 
     @staticmethod
-    def _kannel_mo(sms: SmsService, account: str, key: str | None):  # type: ignore[no-untyped-def]
+    def _kannel_mo(sms: SmsService, account: str, key: str | None) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            query = request.query
+            # Kannel puts every parameter in the URL's query, whatever the method.
             if key is not None and not hmac.compare_digest(
-                query.get("key", "").encode(), key.encode()
+                request.query.get("key", "").encode(), key.encode()
             ):
                 return web.Response(status=403, text="bad or missing key")
+            try:
+                query = kannel_mo_fields(request.rel_url.raw_query_string)
+            except ValueError as exc:
+                return web.Response(status=400, text=str(exc))
             missing = [p for p in ("from", "to", "text") if p not in query]
             if missing:
                 return web.Response(status=400, text=f"missing {', '.join(missing)}")
             await sms.on_inbound(account, query["from"], query["to"], query["text"])
-            return web.Response(text="")  # an empty reply: Kannel sends nothing back
+            return web.Response(text="")  # nothing to text back (max-messages = 0)
 
         return handler
 
@@ -133,7 +185,16 @@ class WebServer:
         self._runner = web.AppRunner(self.web, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # in use, or not an address of this host
+            await self._runner.cleanup()
+            raise ConfigError(
+                str(self.app.config.path),
+                None,
+                "http.listen",
+                f"cannot listen on {self.config.listen}: {exc.strerror or exc}",
+            ) from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         if sockets:

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 
@@ -51,9 +52,19 @@ _DIGITS = re.compile(r"\+?[0-9]+")
 
 
 class SendFailure(Exception):
-    def __init__(self, reason: str, *, retryable: bool, in_doubt: bool = False) -> None:
+    """``retry_after``: the carrier's own wait before a retry (HTTP Retry-After), if any."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retryable: bool,
+        in_doubt: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(reason)
         self.reason, self.retryable, self.in_doubt = reason, retryable, in_doubt
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +197,9 @@ class HttpChannel:
         return f"{self.http.public_url}/sms/{self.config.type}/{self.name}/{kind}"
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64), auto_decompress=False
-        )
+        # aiohttp asks for gzip/deflate, so it must also decompress the answers: a
+        # gzipped 201 read raw is "no message sid", an in-doubt resend, a duplicate.
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
         c = self.config
         if c.type == "twilio":
             account = TwilioAccount(c.account_sid, c.auth_token, c.url)
@@ -196,7 +207,9 @@ class HttpChannel:
         else:
             dlr = self.webhook_url("dlr")
             if dlr is not None and c.dlr_key:
-                dlr += f"?key={c.dlr_key}"
+                # ASCII (the config checks it) quotes as %2X..%7X: never one of
+                # Kannel's %-escapes, which it substitutes anywhere in the URL.
+                dlr += f"?key={quote(c.dlr_key, safe='')}"
             self._kannel = KannelSender(
                 self.session,
                 KannelAccount(c.url, c.username, c.password),
@@ -225,7 +238,9 @@ class HttpChannel:
             )
             return str(out.message_id)  # Kannel's reports carry our reference
         except SendRejectedError as exc:
-            raise SendFailure(str(exc), retryable=exc.retryable) from None
+            raise SendFailure(
+                str(exc), retryable=exc.retryable, retry_after=exc.retry_after
+            ) from None
         except (SendNotAcknowledgedError, BadResponseError) as exc:
             raise SendFailure(str(exc), retryable=True, in_doubt=True) from None
 

@@ -245,13 +245,17 @@ def _account(parent: _Node, name: str) -> SmsAccountConfig:
             timeout=node.duration("timeout", 15.0, low=0.1) or 15.0,
         )
     node.check_keys(_KANNEL_FIELDS)
+    dlr_key = node.text("dlr_key")
+    if dlr_key is not None and not (dlr_key.isascii() and dlr_key.isprintable()):
+        # Kannel reads %C3, %E2... of a URL-encoded non-ASCII key as its own escapes.
+        raise node.error("dlr_key", "expected printable ASCII (it goes into Kannel's dlr-url)")
     return SmsAccountConfig(
         name=name,
         type=kind,
         url=_url(node, None),
         username=node.required_text("username"),
         password=node.required_text("password"),
-        dlr_key=node.text("dlr_key"),
+        dlr_key=dlr_key,
         timeout=node.duration("timeout", 15.0, low=0.1) or 15.0,
     )
 

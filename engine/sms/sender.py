@@ -181,7 +181,8 @@ class Sender:
             status = "failed"
         else:
             status = "queued"
-            delay = after * (2 ** (message.tries - 1))
+            # Never sooner than the carrier asked (a 429's Retry-After).
+            delay = max(after * (2 ** (message.tries - 1)), failure.retry_after or 0.0)
             message.not_before = datetime.now(UTC) + timedelta(seconds=delay)
             fields["next_attempt_at"] = message.not_before
         self.store.set_message_status(message.id, status, failure.reason, **fields)

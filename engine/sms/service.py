@@ -391,9 +391,24 @@ class SmsService:
                 )
 
     async def on_receipt(
-        self, account: str, carrier_id: str, status: str, detail: Any, error: str | None = None
+        self,
+        account: str,
+        carrier_id: str,
+        status: str,
+        detail: Any,
+        error: str | None = None,
+        *,
+        patience: float = 0.0,
     ) -> dict[str, Any] | None:
+        """Apply a receipt; one for an id no message has yet is tried again for
+        `patience` s: an aggregator's webhook (another connection) can overtake
+        its answer to the send, which is what records the id."""
         found = await self.store.apply_receipt(account, carrier_id, status, detail, error)
+        waited, pause = 0.0, 0.05
+        while found is None and waited < patience:
+            await asyncio.sleep(pause)
+            waited, pause = waited + pause, min(pause * 2, 0.5)
+            found = await self.store.apply_receipt(account, carrier_id, status, detail, error)
         if found is None:
             self.receipts_unknown += 1
             log.warning("sms: receipt from %s for an id no message has: %s", account, carrier_id)

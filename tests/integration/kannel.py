@@ -45,8 +45,9 @@ password = {password}
 
 group = sms-service
 keyword = default
-text = "No service"
+{service}
 """
+NO_SERVICE = 'text = "No service"'
 
 
 def _free_port() -> int:
@@ -84,6 +85,10 @@ class Kannel:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     sendsms_port: int = 0
     fakesmsc_out: Path | None = None
+    # The default sms-service's lines (a get-url for inbound messages), or "No service".
+    service: str = NO_SERVICE
+    _smsc_port: int = 0
+    _fakesmsc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
@@ -97,37 +102,49 @@ class Kannel:
         self.sendsms_port = ports["sendsms"]
         conf = self.workdir / "kannel.conf"
         conf.write_text(
-            CONFIG.format(dir=self.workdir, username=USERNAME, password=PASSWORD, **ports)
+            CONFIG.format(
+                dir=self.workdir,
+                username=USERNAME,
+                password=PASSWORD,
+                service=self.service,
+                **ports,
+            )
         )
+        self._smsc_port = ports["smsc"]
         self._spawn("bearerbox", [bearerbox, str(conf)])
         # Not the smsc port: a probe there would be taken for fakesmsc connecting.
         _wait_port(ports["admin"], 10)
         time.sleep(0.3)
         self.fakesmsc_out = self.workdir / "fakesmsc.out"
-        self._spawn(
-            "fakesmsc",
-            [
-                fakesmsc,
-                "-H",
-                "127.0.0.1",
-                "-r",
-                str(ports["smsc"]),
-                "-m",
-                "0",
-                "100 200 text hello",
-            ],
-            stdout=self.fakesmsc_out,
-        )
+        self._fakesmsc = self._run_fakesmsc(fakesmsc, "0", "100 200 text hello")
         self._spawn("smsbox", [smsbox, str(conf)])
         _wait_port(ports["sendsms"], 10)
         return self
 
-    def _spawn(self, name: str, argv: list[str], stdout: Path | None = None) -> None:
-        out = (stdout or self.workdir / f"{name}.stdout").open("wb")
-        self.procs.append(
-            subprocess.Popen(argv, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT)
-        )
+    def _run_fakesmsc(self, fakesmsc: str, count: str, message: str) -> subprocess.Popen[bytes]:
+        argv = [fakesmsc, "-H", "127.0.0.1", "-r", str(self._smsc_port), "-m", count, message]
+        assert self.fakesmsc_out is not None
+        return self._spawn("fakesmsc", argv, stdout=self.fakesmsc_out, append=True)
+
+    def send_mo(self, sender: str, receiver: str, text: str, kind: str = "text") -> None:
+        """A message from a handset: fakesmsc (restarted: bearerbox takes one
+        connection at a time) sends it to bearerbox, which gives it to smsbox's
+        sms-service; fakesmsc then keeps printing what it is sent. ``kind`` is
+        fakesmsc's type: ``text`` plain, ``ucs2`` UTF-16BE URL-encoded."""
+        assert self._fakesmsc is not None
+        self._fakesmsc.terminate()
+        self._fakesmsc.wait(5)
+        fakesmsc = _binary("fakesmsc", *FAKESMSC_PATHS)
+        self._fakesmsc = self._run_fakesmsc(fakesmsc, "1", f"{sender} {receiver} {kind} {text}")
+
+    def _spawn(
+        self, name: str, argv: list[str], stdout: Path | None = None, append: bool = False
+    ) -> subprocess.Popen[bytes]:
+        out = (stdout or self.workdir / f"{name}.stdout").open("ab" if append else "wb")
+        proc = subprocess.Popen(argv, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
         out.close()
+        return proc
 
     def received(self) -> str:
         """What fakesmsc printed: the messages bearerbox sent it."""
@@ -135,7 +152,8 @@ class Kannel:
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
         for proc in reversed(self.procs):
             try:
                 proc.wait(timeout=5)
@@ -144,8 +162,8 @@ class Kannel:
                 proc.wait()
 
 
-def run_kannel(workdir: Path) -> Iterator[Kannel]:
-    kannel = Kannel(workdir)
+def run_kannel(workdir: Path, service: str = NO_SERVICE) -> Iterator[Kannel]:
+    kannel = Kannel(workdir, service=service)
     try:
         yield kannel.start()
     finally:
