@@ -471,6 +471,36 @@ async def dnc_check(
             "lists": entries}  # fmt: skip
 
 
+async def dnc_add_address(
+    app: App,
+    address: str,
+    list: str,
+    source: str = "manual",
+    expires: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Put an email address on a do-not-contact list."""
+    now = datetime.now(UTC)
+    when = parse_expiry(expires, now) if expires is not None else None
+    added = await app.store.dnc_add_address(address, list=list, source=source, expires_at=when,
+                                            note=note)  # fmt: skip
+    return {"address": added, "list": list, "source": source, "expires_at": when}
+
+
+async def dnc_remove_address(app: App, address: str, list: str) -> dict[str, Any]:
+    """Take an email address off a list."""
+    removed = await app.store.dnc_remove_address(address, list=list)
+    if not removed:
+        raise NotFound(f"{address} is not on {list}")
+    return {"address": address, "list": list, "removed": True}
+
+
+async def dnc_check_address(app: App, address: str) -> dict[str, Any]:
+    """Every list that blocks an email address now."""
+    entries = await app.store.dnc_check_address(address)
+    return {"address": address, "listed": bool(entries), "lists": entries}
+
+
 async def dnc_lists(app: App) -> list[dict[str, Any]]:
     """Every do-not-contact list with its kind and its active entries."""
     rows: list[dict[str, Any]] = await app.store.dnc_lists()
@@ -643,6 +673,16 @@ COMMANDS: dict[str, Command] = _commands(
     Command("dnc.check", dnc_check, (Arg("number", "str", help="phone number"), _CONTACT,
             _REGION), "every list that blocks a number or a contact, and why"),
     Command("dnc.lists", dnc_lists, (), "the do-not-contact lists"),
+    Command("dnc.add_address", dnc_add_address, (
+        Arg("address", "str", True, "email address"), Arg("list", "str", True, "list name"),
+        Arg("source", "str", help="default manual"),
+        Arg("expires", "str", help="duration (30d) or ISO-8601 time"), Arg("note", "str"),
+    ), "add an email address to a do-not-contact list"),
+    Command("dnc.remove_address", dnc_remove_address, (
+        Arg("address", "str", True), Arg("list", "str", True),
+    ), "remove an email address from a list"),
+    Command("dnc.check_address", dnc_check_address, (Arg("address", "str", True),),
+            "every list that blocks an email address"),
     Command("dnc.create", dnc_create, (
         Arg("list", "str", True, "list name"),
         Arg("kind", "str", True, "internal, optout, national or other"),

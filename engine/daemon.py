@@ -22,6 +22,7 @@ from engine.app import App
 from engine.bus import EventBus
 from engine.config import DaemonConfig
 from engine.control import ControlServer
+from engine.email.service import EmailService
 from engine.sms.service import SmsService
 from engine.store import Store
 from engine.voice.agents import AgentPool, agent_locator, stored_agents
@@ -70,18 +71,20 @@ async def run_daemon(config: DaemonConfig) -> int:
         log.warning("agents left logged in by the last run are logged out", count=stale)
     manager = CampaignManager(store, bus, config, tel, agents)
     sms = SmsService(store, bus, config)
+    email = EmailService(store, bus, config)
     app = App(store=store, campaigns=manager, bus=bus, config=config, started_at=time.time(),
-              agents=agents, sms=sms)  # fmt: skip
+              agents=agents, sms=sms, email=email)  # fmt: skip
     await manager.load_all()
     interrupted = await manager.reconcile()
     if interrupted:
         log.warning("reconciled attempts left in flight by a crash", count=interrupted)
-    await sms.start(
-        set(manager.runners)
-    )  # after the voice campaigns: an SMS campaign may not take their names
+    # Webhooks first: messages resumed below may get their callbacks at once.
     web = WebServer(app, config.http) if config.http is not None else None
     if web is not None:
         await web.start()
+    # After the voice campaigns: a message campaign may not take their names.
+    await sms.start(set(manager.runners))
+    await email.start(set(manager.runners) | set(sms.runners))
     control = ControlServer(app, config.control_socket)
     await control.start()
     host, port = tel.sip.local_address
@@ -89,11 +92,11 @@ async def run_daemon(config: DaemonConfig) -> int:
              campaigns=len(manager.runners), store=config.store_url)  # fmt: skip
     await manager.resume_running()
     await sms.resume_running()
+    await email.resume_running()
     await stop.wait()
     await control.stop()
-    await asyncio.gather(
-        manager.shutdown(config.shutdown_grace), sms.shutdown(config.shutdown_grace)
-    )
+    grace = config.shutdown_grace
+    await asyncio.gather(manager.shutdown(grace), sms.shutdown(grace), email.shutdown(grace))
     if web is not None:
         await web.stop()
     await agents.logout_all()

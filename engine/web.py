@@ -100,6 +100,10 @@ class WebServer:
         if sms is not None and sms.cfg is not None:
             for account in sms.cfg.accounts.values():
                 self._sms_routes(sms, account)
+        if app.email is not None and app.email.enabled:
+            from engine.email.web import add_email_routes
+
+            add_email_routes(self.web.router, app.email)
         self._runner: web.AppRunner | None = None
         self.port = config.port
 

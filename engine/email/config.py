@@ -26,6 +26,7 @@ email:
   bounce_list: email-bounces        # hard bounces (source `bounce`)
   reply_window: 30d                 # replies thread to messages sent this recently
   secret_file: var/email.secret     # signs unsubscribe and VERP tokens; made if missing
+  retry: {attempts: 5, after: 1m}   # notifications: 4xx and no answer retried, doubling
   templates:
     receipt:
       subject: "Your receipt {{ number }}"
@@ -96,6 +97,8 @@ class EmailConfig:
     secret_file: Path = Path("var/email.secret")
     templates: dict[str, EmailTemplate] = field(default_factory=dict)
     bounce_local: str = "bounce"
+    retry_attempts: int = 5  # notifications' (campaigns have their own `retry`)
+    retry_after: float = 60.0
 
     @property
     def from_address(self) -> str:
@@ -105,6 +108,7 @@ class EmailConfig:
 _FIELDS = {
     "domain", "from", "reply_to", "relays", "default_relay", "dkim", "inbound",
     "unsubscribe_url", "optout_list", "bounce_list", "reply_window", "secret_file", "templates",
+    "retry",
 }  # fmt: skip
 _RELAY_FIELDS = {
     "host", "port", "tls", "username", "password", "connections", "messages_per_connection",
@@ -247,6 +251,12 @@ def parse_email(top: _Node, base: Path) -> EmailConfig | None:
     if url is not None and not url.startswith(("http://", "https://")):
         raise node.error("unsubscribe_url", f"expected an http(s) URL, got {url!r}")
     secret = Path(node.text("secret_file") or "var/email.secret").expanduser()
+    attempts, after = 5, 60.0
+    retry = node.mapping("retry")
+    if retry is not None:
+        retry.check_keys({"attempts", "after"})
+        attempts = retry.number("attempts", int, 5, low=1)
+        after = retry.duration("after", 60.0, low=0.1) or 60.0
     return EmailConfig(
         domain=domain, sender=sender, relays=relays, default_relay=default,
         reply_to=_mailbox(node, "reply_to", False), dkim=_dkim(node, base),
@@ -254,7 +264,8 @@ def parse_email(top: _Node, base: Path) -> EmailConfig | None:
         optout_list=(node.text("optout_list") or "email-optout").strip(),
         bounce_list=(node.text("bounce_list") or "email-bounces").strip(),
         reply_window=node.duration("reply_window", 30 * 86_400.0, low=1.0) or 30 * 86_400.0,
-        secret_file=secret, templates=_templates(node),
+        secret_file=secret, templates=_templates(node), retry_attempts=attempts,
+        retry_after=after,
     )  # fmt: skip
 
 

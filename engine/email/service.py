@@ -87,8 +87,6 @@ class EmailService:
     async def start(self, taken: set[str] | None = None) -> None:
         if self.cfg is None:
             return
-        from carriers.email.dkim import DkimKey, Signer
-
         from carriers.email.smtp import (
             RelayConfig,
             SmtpPermanentError,
@@ -99,6 +97,8 @@ class EmailService:
         cfg = self.cfg
         self.secret = load_secret(cfg.secret_file)
         keys = {}
+        if cfg.dkim:
+            from carriers.email.dkim import DkimKey, Signer
         for entry in cfg.dkim:
             try:
                 keys[entry.domain] = DkimKey.from_pem(entry.domain, entry.selector,
@@ -177,9 +177,11 @@ class EmailService:
 
     def _retry_of(self, campaign: str | None) -> tuple[int, float]:
         runner = self.runners.get(campaign) if campaign else None
-        if runner is None:
-            return DEFAULT_RETRY
-        return runner.cfg.retry_attempts, runner.cfg.retry_after
+        if runner is not None:
+            return runner.cfg.retry_attempts, runner.cfg.retry_after
+        if self.cfg is not None:
+            return self.cfg.retry_attempts, self.cfg.retry_after
+        return DEFAULT_RETRY
 
     def _reply_to_of(self, campaign: str | None) -> str | None:
         runner = self.runners.get(campaign) if campaign else None

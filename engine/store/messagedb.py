@@ -413,6 +413,8 @@ def messages_of(
         M.submitted_at,
         M.final_at,
         M.body,
+        M.subject,
+        M.message_ref,
     ).outerjoin(campaigns, campaigns.c.id == M.campaign_id)
     conditions = []
     if campaign is not None:

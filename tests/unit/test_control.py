@@ -972,7 +972,8 @@ def test_registry_covers_the_issue() -> None:
         "agent.wrapup", "agent.preview_accept", "agent.preview_skip", "agent.status",
         "agent.history", "callback.list", "media.stats",
         "sms.send", "sms.preview", "sms.show", "sms.list", "sms.report", "email.send",
-        "email.list", "email.unsubscribe",
+        "email.list", "email.unsubscribe", "dnc.add_address", "dnc.remove_address",
+        "dnc.check_address",
     }  # fmt: skip
     assert set(COMMANDS) == expected
     for name, command in COMMANDS.items():
