@@ -32,6 +32,10 @@ _PLAIN = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False
 _HTML = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True,
                              keep_trailing_newline=True)  # fmt: skip
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
+# Lines up to RFC 5322's hard limit of 998: the package folds a long
+# List-Unsubscribe right after its colon, which some clients read with the
+# leading space as part of the first URL.
+_POLICY = SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +111,7 @@ def build_message(
     """The message as bytes with CRLF line ends, ready to sign and send.
     `unsubscribe`: (https URL, mailto address or None) for RFC 2369's
     List-Unsubscribe and RFC 8058's List-Unsubscribe-Post (one-click)."""
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
