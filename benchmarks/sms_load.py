@@ -233,14 +233,25 @@ class Tracker:
         def set_message_status(message_id: int, status: str, detail: Any = None, **f: Any) -> None:
             set_status(message_id, status, detail, **f)
             if status == "submitted":
-                if not self._batch:
-                    asyncio.get_running_loop().call_soon(self._flush)
-                self._batch.append(message_id)
+                self._submitted(message_id)
             elif status in ("rejected", "failed"):
                 self.failed += 1
 
         store.create_message = create_message  # type: ignore[method-assign]
         store.set_message_status = set_message_status  # type: ignore[method-assign]
+        submitted = getattr(store, "message_submitted", None)  # the last part and the status
+        if submitted is not None:
+
+            def message_submitted(message_id: int, *a: Any, **f: Any) -> None:
+                submitted(message_id, *a, **f)
+                self._submitted(message_id)
+
+            store.message_submitted = message_submitted  # type: ignore[method-assign]
+
+    def _submitted(self, message_id: int) -> None:
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._batch.append(message_id)
 
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
