@@ -329,7 +329,7 @@ def apply_receipt(
     if row.segments == 1 and part.part <= 1:  # the one part there is: no need to read it back
         parts = {part.part: status}
     else:
-        parts = dict(conn.execute(_PART_STATUSES, {"m_id": row.id}).tuples().all())
+        parts = dict(conn.execute(_PART_STATUSES, {"m_id": row.id}).all())
     statuses = list(parts.values())
     expected = 1 if 0 in parts else row.segments  # part 0: the whole message (HTTP)
     failed = [s for s in statuses if s in _PART_FAILURES]
