@@ -5,7 +5,9 @@ confirmation).
 For each message: `submitting` is committed, then every segment the carrier
 has not yet accepted is submitted (a segment it accepted has a message_parts
 row, so after a crash only the others go again), each accepted segment is
-recorded, and the message becomes `submitted`. A refusal is `rejected` with
+recorded as soon as it is accepted (the last one in the same write as the
+message's `submitted` status: one group write fewer a message), and the
+message becomes `submitted`. A refusal is `rejected` with
 the carrier's words; a temporary failure (throttled, queue full, 429/5xx, no
 answer) goes back to `queued` with a retry time, up to the retry attempts,
 then `failed`. No answer at all sets `in_doubt`: the carrier may hold it.
@@ -147,18 +149,23 @@ class Sender:
             done = await self.store.parts_done(message.id) if message.tries else set()
             await self.store.message_status(message.id, "submitting", None, tries="+1")
             message.tries += 1
+            todo = [part for part in parts if part not in done]
             first: str | None = None
             try:
-                for part in parts:
-                    if part in done:
-                        continue
+                for i, part in enumerate(todo):
                     carrier_id = await channel.submit(out, part)
                     first = first or carrier_id
-                    self.store.record_part(message.id, part, message.account, carrier_id)
+                    if i < len(todo) - 1:
+                        self.store.record_part(message.id, part, message.account, carrier_id)
+                    else:  # the last one: its row and `submitted` in one write
+                        self.store.message_submitted(
+                            message.id, part, message.account, carrier_id, {"carrier_id": first}
+                        )
             except SendFailure as failure:
                 self._failed(message, failure)
                 return
-        self.store.set_message_status(message.id, "submitted", {"carrier_id": first})
+        if not todo:  # every part was accepted before (a crash before `submitted`)
+            self.store.set_message_status(message.id, "submitted", {"carrier_id": first})
         self.counts["submitted"] += 1
         self.bus.publish(
             "sms.submitted",

@@ -75,6 +75,15 @@ class MessageMethods:
         )
         self._writer.write(work, f"record_part {message_id}/{part}")
 
+    def message_submitted(
+        self, message_id: int, part: int, account: str, carrier_id: str, detail: Any = None
+    ) -> None:
+        """The last segment owed accepted: its part row and the message's
+        `submitted` status in one write (next group commit)."""
+        work = partial(messagedb.submitted, message_id=message_id, part=part, account=account,
+                       carrier_id=carrier_id, now=_now(), detail=detail)  # fmt: skip
+        self._writer.write(work, f"message_submitted {message_id}")
+
     async def parts_done(self, message_id: int) -> set[int]:
         return await self._writer.run(partial(messagedb.parts_done, message_id=message_id))
 
