@@ -405,7 +405,7 @@ async def measure(case: Case, args: argparse.Namespace, peer: Peer, service: Sms
                                    if case.adapter == "smpp" else 64)  # fmt: skip
         await notify(service, tracker, args.warmup, n, case.segments, clients)
     else:
-        await service.start_campaign("bench")
+        await service.runner("bench").start()
         await wait_for(lambda: len(tracker.latencies) + tracker.failed >= n, 600)
     seconds = tracker.last_commit - t0
     commits = store.commits - commits0
