@@ -34,8 +34,8 @@ from engine.email.compose import build_message
 from engine.email.tokens import BOUNCE, UNSUBSCRIBE, make_token
 
 if TYPE_CHECKING:
-    from carriers.email.dkim import DkimKey, Signer
-
+    from carriers.email.dkim import DkimKey
+    from carriers.email.signer import Signer
     from engine.bus import EventBus
     from engine.email.config import EmailConfig
     from engine.store import Store

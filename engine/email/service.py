@@ -98,7 +98,8 @@ class EmailService:
         self.secret = load_secret(cfg.secret_file)
         keys = {}
         if cfg.dkim:
-            from carriers.email.dkim import DkimKey, Signer
+            from carriers.email.dkim import DkimKey
+            from carriers.email.signer import Signer
         for entry in cfg.dkim:
             try:
                 keys[entry.domain] = DkimKey.from_pem(entry.domain, entry.selector,

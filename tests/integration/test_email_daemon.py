@@ -361,3 +361,51 @@ def test_kill_9_mid_campaign_sends_each_once(tmp_path: Path, sink: SmtpSink) -> 
         assert twice <= doubt and all(n <= 2 for n in ids.values())
     finally:
         assert daemon.stop() == 0
+
+
+def test_dkim_signed_with_rsa_and_ed25519_verifies_with_dkimpy(
+    tmp_path: Path, relay: ThreadRelay
+) -> None:
+    import dkim as dkimpy
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    from carriers.email.dkim import DkimKey
+
+    pems = {
+        "clinic.test": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "shop.test": ed25519.Ed25519PrivateKey.generate(),
+    }
+    records = {}
+    lines = "  dkim:\n"
+    for domain, key in pems.items():
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+        path = tmp_path / f"{domain}.pem"
+        path.write_bytes(pem)
+        records[f"s1._domainkey.{domain}."] = DkimKey.from_pem(domain, "s1", pem).public_record()
+        lines += f"    - {{domain: {domain}, selector: s1, key_file: {path}}}\n"
+    ports = Ports()
+    extra = email_section(relay.port, ports.inbound, ports.http, lines) + (
+        f"  secret_file: {tmp_path / 'email.secret'}\n"
+    )
+    daemon = Daemon(tmp_path, free_port(), CAMPAIGN, tmp_path / "none.wav", extra=extra).start()
+    try:
+        daemon("email.send", address="ann@dest.test", template="receipt",
+               data={"number": "1", "name": "Ann"})  # fmt: skip
+        daemon("email.send", address="bob@dest.test", template="receipt",
+               data={"number": "2", "name": "Bob"}, sender="Shop <hi@shop.test>")  # fmt: skip
+        until(lambda: len(relay.handler.contents) >= 2, 10, "both at the relay")
+
+        def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+            return records[name.decode()].encode()
+
+        for raw in relay.handler.contents:
+            assert raw.startswith(b"DKIM-Signature:")
+            assert dkimpy.verify(raw, dnsfunc=dnsfunc), raw[:400]
+            assert not dkimpy.verify(raw.replace(b"Thank you", b"Thank yoU"), dnsfunc=dnsfunc)
+        algorithms = {re.search(rb"a=([a-z0-9-]+)", raw).group(1)  # type: ignore[union-attr]
+                      for raw in relay.handler.contents}  # fmt: skip
+        assert algorithms == {b"rsa-sha256", b"ed25519-sha256"}
+    finally:
+        assert daemon.stop() == 0
