@@ -68,8 +68,11 @@ def _dkimpy(message: bytes, kind: str | None = None, pem: bytes | None = None) -
     pem = pem or _worker["pem"]  # type: ignore[assignment]
     assert pem is not None
     if kind == "ed25519":  # dkimpy wants the 32-byte seed, base64
-        raw = serialization.load_pem_private_key(pem, None).private_bytes(  # type: ignore[union-attr]
-            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        key = serialization.load_pem_private_key(pem, None)
+        raw = key.private_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
         )
         import base64
 
