@@ -129,7 +129,7 @@ class SmsCampaignRunner(MessageCampaignRunner):
             )
             row = await self.store.message(dup.message_id)
             self._creating.discard(contact_id)
-            if row["status"] in ("queued", "submitting"):
+            if row["status"] in ("queued", "submitting", "deferred"):
                 self.sender.schedule(Pending.of({**row, "campaign": self.name}))
             return
         self.counts["queued"] += 1

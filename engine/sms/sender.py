@@ -9,7 +9,7 @@ recorded as soon as it is accepted (the last one in the same write as the
 message's `submitted` status: one group write fewer a message), and the
 message becomes `submitted`. A refusal is `rejected` with
 the carrier's words; a temporary failure (throttled, queue full, 429/5xx, no
-answer) goes back to `queued` with a retry time, up to the retry attempts,
+answer) is `deferred` to a retry time, up to the retry attempts,
 then `failed`. No answer at all sets `in_doubt`: the carrier may hold it.
 """
 
@@ -107,7 +107,7 @@ class Sender:
 
     async def drain(self, grace: float) -> None:
         """Stop taking messages; let those being submitted finish for `grace` s.
-        Messages waiting for a retry time stay queued in the store."""
+        Messages waiting for a retry time stay deferred in the store."""
         self.closing = True
         tasks = list(self._tasks.values())
         if tasks:
@@ -187,21 +187,21 @@ class Sender:
         elif message.tries >= attempts:
             status = "failed"
         else:
-            status = "queued"
+            status = "deferred"
             # Never sooner than the carrier asked (a 429's Retry-After).
             delay = max(after * (2 ** (message.tries - 1)), failure.retry_after or 0.0)
             message.not_before = datetime.now(UTC) + timedelta(seconds=delay)
             fields["next_attempt_at"] = message.not_before
         self.store.set_message_status(message.id, status, failure.reason, **fields)
-        self.counts["retried" if status == "queued" else status] += 1
+        self.counts["retried" if status == "deferred" else status] += 1
         self.bus.publish(
-            f"sms.{status if status != 'queued' else 'retry'}",
+            f"sms.{status if status != 'deferred' else 'retry'}",
             id=message.id,
             to=message.address,
             campaign=message.campaign,
             reason=failure.reason,
             in_doubt=message.in_doubt,
         )
-        if status == "queued" and not self.closing:
+        if status == "deferred" and not self.closing:
             self._tasks.pop(message.id, None)
             self.schedule(message)

@@ -407,7 +407,7 @@ def test_twilio_throttled_then_taken_and_refused(tmp_path: Path, twilio: FakeTwi
         first_try, second_try = twilio.times[throttled]
         assert second_try - first_try >= 0.95  # Retry-After: 1, not the campaign's 0.2 s
         statuses = [h["status"] for h in shown["history"]]
-        assert statuses[:5] == ["queued", "submitting", "queued", "submitting", "submitted"]
+        assert statuses[:5] == ["queued", "submitting", "deferred", "submitting", "submitted"]
         assert "HTTP 429 error 20429" in shown["history"][2]["detail"]
         [bad] = daemon("sms.list", number=invalid)
         assert bad["status"] == "rejected" and bad["tries"] == 1
