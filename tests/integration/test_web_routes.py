@@ -52,7 +52,7 @@ async def server() -> AsyncIterator[tuple[WebServer, RecordingSms, str]]:
     sms = RecordingSms()
     port = _port()
     base = f"http://127.0.0.1:{port}"
-    app = SimpleNamespace(sms=sms, config=SimpleNamespace(path=Path("outdial.yaml")))
+    app = SimpleNamespace(sms=sms, email=None, config=SimpleNamespace(path=Path("outdial.yaml")))
     web = WebServer(app, HttpConfig("127.0.0.1", port, base))  # type: ignore[arg-type]
     await web.start()
     yield web, sms, base
@@ -94,7 +94,7 @@ async def test_a_taken_port_is_a_located_config_error(
     server: tuple[WebServer, RecordingSms, str],
 ) -> None:
     web, sms, _ = server
-    app = SimpleNamespace(sms=sms, config=SimpleNamespace(path=Path("outdial.yaml")))
+    app = SimpleNamespace(sms=sms, email=None, config=SimpleNamespace(path=Path("outdial.yaml")))
     other = WebServer(app, HttpConfig("127.0.0.1", web.port, "http://x"))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"outdial.yaml: http.listen: cannot listen on 127"):
         await other.start()
