@@ -549,6 +549,32 @@ def load_campaign(path: str | Path, config: DaemonConfig) -> CampaignConfig:
     return _campaign(_read_mapping(path), Path(path), config)
 
 
+def campaign_files(directory: Path) -> list[Path]:
+    """The campaign files of a directory, every channel's: `*.yaml` / `*.yml`,
+    dot files skipped, by name (none when it is not a directory)."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def channel_files(directory: Path, channel: str) -> list[tuple[Path, _Node]]:
+    """The readable campaign files of one channel, each with its parsed top
+    mapping (an unreadable file is the voice loader's to report)."""
+    out = []
+    for file in campaign_files(directory):
+        try:
+            top = _read_mapping(file)
+        except ConfigError:
+            continue
+        if (top.text("channel") or "").strip().lower() == channel:
+            out.append((file, top))
+    return out
+
+
 def load_campaigns(config: DaemonConfig) -> tuple[dict[str, CampaignConfig], list[ConfigError]]:
     """Every `*.yaml` / `*.yml` file of `campaigns_dir` (dot files skipped), by file name.
 
@@ -559,11 +585,7 @@ def load_campaigns(config: DaemonConfig) -> tuple[dict[str, CampaignConfig], lis
     if not directory.is_dir():
         error = ConfigError(str(directory), None, "campaigns_dir", "not a directory")
         return {}, [error]
-    files = sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
-    )
+    files = campaign_files(directory)
     campaigns: dict[str, CampaignConfig] = {}
     errors: list[ConfigError] = []
     for file in files:

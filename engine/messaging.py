@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import InvalidState
@@ -138,3 +139,69 @@ class MessageCampaignRunner:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+class MessageTasks:
+    """One background task per message a sender owes a carrier (SMS and email
+    senders subclass it with `_deliver` and `what`). A message id is owned by
+    one task at a time; a retry hands the id to its own new task."""
+
+    what = "message"
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.closing = False
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    def owns(self, message_id: int) -> bool:
+        return message_id in self._tasks
+
+    def schedule(self, message: Any) -> None:
+        """Deliver `message` (it has an `id`) in the background, once: a message
+        already owned is left."""
+        if message.id in self._tasks or self.closing:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(message))
+        self._tasks[message.id] = task
+        task.add_done_callback(partial(self._forget, message.id))
+
+    def reschedule(self, message: Any) -> None:
+        """From inside the message's own task: a new task owns it (its retry)."""
+        if not self.closing:
+            self._tasks.pop(message.id, None)
+            self.schedule(message)
+
+    def _forget(self, message_id: int, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(message_id) is task:  # a retry may own the id by now
+            del self._tasks[message_id]
+
+    async def drain(self, grace: float) -> None:
+        """Stop taking messages; let those being submitted finish for `grace` s.
+        Messages waiting for a retry time stay deferred in the store."""
+        self.closing = True
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run(self, message: Any) -> None:
+        try:
+            if message.not_before is not None:  # a retry (or a restart's deferred row)
+                wait = (message.not_before - datetime.now(UTC)).total_seconds()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await self._deliver(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: delivering message %s failed", self.what, message.id)
+
+    async def _deliver(self, message: Any) -> None:
+        raise NotImplementedError

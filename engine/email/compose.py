@@ -12,7 +12,6 @@ so no contact data can add a header.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,13 +24,12 @@ from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from engine.email.config import EmailTemplate
-from engine.sms.template import MissingColumn, TemplateError
+from engine.sms.template import TemplateError, render_strict
 
 _PLAIN = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False,
                               keep_trailing_newline=True)  # fmt: skip
 _HTML = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=True,
                              keep_trailing_newline=True)  # fmt: skip
-_UNDEFINED = re.compile(r"'([^']+)' is undefined")
 # Lines up to RFC 5322's hard limit of 998: the package folds a long
 # List-Unsubscribe right after its colon, which some clients read with the
 # leading space as part of the first URL.
@@ -44,16 +42,7 @@ class _Part:
     compiled: jinja2.Template
 
     def render(self, data: Mapping[str, str]) -> str:
-        present = {k: v for k, v in data.items() if v is not None and str(v).strip()}
-        try:
-            return self.compiled.render(**present)
-        except jinja2.UndefinedError as exc:
-            match = _UNDEFINED.search(str(exc))
-            if match is not None:
-                raise MissingColumn(match.group(1)) from None
-            raise TemplateError(str(exc)) from None
-        except (jinja2.TemplateError, TypeError, ValueError) as exc:
-            raise TemplateError(f"cannot fill the template: {exc}") from None
+        return render_strict(self.compiled, data)
 
 
 def _compile(env: SandboxedEnvironment, source: str, what: str) -> tuple[_Part, set[str]]:

@@ -15,12 +15,10 @@ and the address on the bounce list. No answer after the message went:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from carriers.email.smtp import (
@@ -32,6 +30,7 @@ from carriers.email.smtp import (
 from carriers.email.verp import verp_address
 from engine.email.compose import build_message
 from engine.email.tokens import BOUNCE, UNSUBSCRIBE, make_token
+from engine.messaging import MessageTasks
 
 if TYPE_CHECKING:
     from carriers.email.dkim import DkimKey
@@ -76,7 +75,9 @@ class EmailPending:
         )  # fmt: skip
 
 
-class EmailSender:
+class EmailSender(MessageTasks):
+    what = "email"
+
     def __init__(
         self,
         store: Store,
@@ -90,49 +91,14 @@ class EmailSender:
         retry_of: Callable[[str | None], tuple[int, float]],
         reply_to_of: Callable[[str | None], str | None],
     ) -> None:
+        super().__init__()
         self.store, self.bus, self.cfg = store, bus, cfg
         self.pools, self.signer, self.keys = pools, signer, keys
         self.secret, self.unsubscribe_base = secret, unsubscribe_base
         self.retry_of, self.reply_to_of = retry_of, reply_to_of
-        self._tasks: dict[int, asyncio.Task[None]] = {}
         self._slots = {name: asyncio.Semaphore(max(4, relay.connections * 4))
                        for name, relay in cfg.relays.items()}  # fmt: skip
-        self.closing = False
         self.counts = {"submitted": 0, "bounced": 0, "deferred": 0, "failed": 0}
-
-    @property
-    def active(self) -> int:
-        return len(self._tasks)
-
-    def schedule(self, message: EmailPending) -> None:
-        if message.id in self._tasks or self.closing:
-            return
-        task = asyncio.get_running_loop().create_task(self._run(message))
-        self._tasks[message.id] = task
-        task.add_done_callback(partial(self._forget, message.id))
-
-    def _forget(self, message_id: int, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(message_id) is task:
-            del self._tasks[message_id]
-
-    async def drain(self, grace: float) -> None:
-        self.closing = True
-        tasks = list(self._tasks.values())
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    async def _run(self, message: EmailPending) -> None:
-        try:
-            await self._deliver(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("email: delivering message %s failed", message.id)
 
     def verp(self, message_id: int) -> str:
         token = make_token(self.secret, BOUNCE, message_id)
@@ -166,10 +132,6 @@ class EmailSender:
         return header + data
 
     async def _deliver(self, message: EmailPending) -> None:
-        if message.not_before is not None:
-            wait = (message.not_before - datetime.now(UTC)).total_seconds()
-            if wait > 0:
-                await asyncio.sleep(wait)
         pool = self.pools.get(message.relay)
         if pool is None:
             await self.store.message_status(
@@ -234,6 +196,4 @@ class EmailSender:
         self.counts["deferred"] += 1
         self.bus.publish("email.deferred", id=message.id, to=message.address, reason=reason,
                          in_doubt=message.in_doubt)  # fmt: skip
-        if not self.closing:
-            self._tasks.pop(message.id, None)
-            self.schedule(message)
+        self.reschedule(message)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.campaign_config import channel_files
 from engine.config import ConfigError, DaemonConfig, _read_mapping
 from engine.email.campaign import EmailCampaignConfig, email_definition, parse_email_campaign
 from engine.email.campaigns import EmailCampaignRunner, message_ref
@@ -194,17 +195,7 @@ class EmailService:
 
     async def load_all(self, taken: set[str] | None = None) -> None:
         self.load_errors = []
-        directory = self.daemon.campaigns_dir
-        files = sorted(directory.glob("*.y*ml")) if directory.is_dir() else []
-        for file in files:
-            if file.name.startswith(".") or file.suffix not in (".yaml", ".yml"):
-                continue
-            try:
-                top = _read_mapping(file)
-            except ConfigError:
-                continue
-            if channel_of(top) != "email":
-                continue
+        for file, top in channel_files(self.daemon.campaigns_dir, "email"):
             try:
                 cfg = parse_email_campaign(top, file, self.daemon)
                 if taken and cfg.name in taken:

@@ -16,15 +16,14 @@ then `failed`. No answer at all sets `in_doubt`: the carrier may hold it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from carriers.sms.encoding import segment
+from engine.messaging import MessageTasks
 from engine.sms.channels import WHOLE, Channel, Outgoing, SendFailure
 
 if TYPE_CHECKING:
@@ -67,9 +66,11 @@ class Pending:
         )
 
 
-class Sender:
+class Sender(MessageTasks):
     """Delivers `Pending` messages through their account's channel, a bounded
     number at a time per account, each in its own task."""
+
+    what = "sms"
 
     def __init__(
         self,
@@ -79,58 +80,13 @@ class Sender:
         retry_of: Callable[[str | None], tuple[int, float]],
         concurrency: dict[str, int],
     ) -> None:
+        super().__init__()
         self.store, self.bus, self.channels = store, bus, channels
         self.retry_of = retry_of
         self._slots = {name: asyncio.Semaphore(n) for name, n in concurrency.items()}
-        self._tasks: dict[int, asyncio.Task[None]] = {}
-        self.closing = False
         self.counts = {"submitted": 0, "rejected": 0, "failed": 0, "retried": 0}
 
-    @property
-    def active(self) -> int:
-        return len(self._tasks)
-
-    def owns(self, message_id: int) -> bool:
-        return message_id in self._tasks
-
-    def schedule(self, message: Pending) -> None:
-        """Deliver `message` in the background (once: a message already owned is left)."""
-        if message.id in self._tasks or self.closing:
-            return
-        task = asyncio.get_running_loop().create_task(self._run(message))
-        self._tasks[message.id] = task
-        task.add_done_callback(partial(self._forget, message.id))
-
-    def _forget(self, message_id: int, task: asyncio.Task[None]) -> None:
-        if self._tasks.get(message_id) is task:  # a retry may own the id by now
-            del self._tasks[message_id]
-
-    async def drain(self, grace: float) -> None:
-        """Stop taking messages; let those being submitted finish for `grace` s.
-        Messages waiting for a retry time stay deferred in the store."""
-        self.closing = True
-        tasks = list(self._tasks.values())
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
-            for task in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    async def _run(self, message: Pending) -> None:
-        try:
-            await self._deliver(message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sms: delivering message %s failed", message.id)
-
     async def _deliver(self, message: Pending) -> None:
-        if message.not_before is not None:
-            wait = (message.not_before - datetime.now(UTC)).total_seconds()
-            if wait > 0:
-                await asyncio.sleep(wait)
         channel = self.channels.get(message.account)
         if channel is None:
             await self.store.message_status(
@@ -202,6 +158,5 @@ class Sender:
             reason=failure.reason,
             in_doubt=message.in_doubt,
         )
-        if status == "deferred" and not self.closing:
-            self._tasks.pop(message.id, None)
-            self.schedule(message)
+        if status == "deferred":
+            self.reschedule(message)

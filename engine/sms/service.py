@@ -41,6 +41,7 @@ from carriers.sms.smpp.events import (
     SessionEvent,
 )
 from carriers.sms.smpp.receipt import MessageState
+from engine.campaign_config import channel_files
 from engine.config import ConfigError, DaemonConfig, _read_mapping
 from engine.errors import BadRequest, InvalidState, NotFound
 from engine.sms.campaign import SmsCampaignConfig, channel_of, parse_sms_campaign, sms_definition
@@ -199,26 +200,10 @@ class SmsService:
 
     # -------------------------------------------------------------- campaigns
 
-    def campaign_files(self) -> list[Path]:
-        directory = self.daemon.campaigns_dir
-        if not directory.is_dir():
-            return []
-        return sorted(
-            p
-            for p in directory.iterdir()
-            if p.suffix in (".yaml", ".yml") and not p.name.startswith(".") and p.is_file()
-        )
-
     async def load_all(self, taken: set[str] | None = None) -> None:
         """Load every `channel: sms` file of campaigns_dir; a broken one is reported."""
         self.load_errors = []
-        for file in self.campaign_files():
-            try:
-                top = _read_mapping(file)
-            except ConfigError:
-                continue  # the voice loader reports unreadable files
-            if channel_of(top) != "sms":
-                continue
+        for file, top in channel_files(self.daemon.campaigns_dir, "sms"):
             try:
                 cfg = parse_sms_campaign(top, file, self.daemon)
                 if taken and cfg.name in taken:

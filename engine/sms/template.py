@@ -47,19 +47,26 @@ class Template:
     _compiled: jinja2.Template
 
     def render(self, data: Mapping[str, str]) -> str:
-        """The text for one contact. A column it lacks, or has empty, is a
-        MissingColumn naming it (an empty name in a message to a customer is
-        as wrong as a missing one), unless the template gives a default."""
-        present = {k: v for k, v in data.items() if v is not None and str(v).strip()}
-        try:
-            return self._compiled.render(**present)
-        except jinja2.UndefinedError as exc:
-            match = _UNDEFINED.search(str(exc))
-            if match is not None:
-                raise MissingColumn(match.group(1)) from None
-            raise TemplateError(str(exc)) from None
-        except (jinja2.TemplateError, TypeError, ValueError) as exc:
-            raise TemplateError(f"cannot fill the template: {exc}") from None
+        """The text for one contact (see `render_strict`)."""
+        return render_strict(self._compiled, data)
+
+
+def render_strict(compiled: jinja2.Template, data: Mapping[str, str]) -> str:
+    """`compiled` filled from a contact's columns. A column it lacks, or has
+    empty, is a MissingColumn naming it (an empty name in a message to a
+    customer is as wrong as a missing one), unless the template gives a
+    default; any other failure is a TemplateError. The email channel's parts
+    render through this too."""
+    present = {k: v for k, v in data.items() if v is not None and str(v).strip()}
+    try:
+        return compiled.render(**present)
+    except jinja2.UndefinedError as exc:
+        match = _UNDEFINED.search(str(exc))
+        if match is not None:
+            raise MissingColumn(match.group(1)) from None
+        raise TemplateError(str(exc)) from None
+    except (jinja2.TemplateError, TypeError, ValueError) as exc:
+        raise TemplateError(f"cannot fill the template: {exc}") from None
 
 
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
