@@ -81,6 +81,14 @@ GSM7_BASIC: Mapping[str, int] = _table(BASIC_CHARACTER_SET)
 #: Character -> septet after the escape of the default extension table (TS 23.038 6.2.1.1).
 GSM7_EXTENSION: Mapping[str, int] = _table(BASIC_CHARACTER_SET_EXTENSION)
 _DECODE_BASIC = {code: char for char, code in GSM7_BASIC.items()}
+# Whole-string fast paths (set and str.translate run in C): the characters GSM-7
+# can carry, the extension ones, and each as its unpacked septet(s) in a str whose
+# code points are the septet values (so .encode("latin-1") gives the octets).
+_GSM7_CHARS = frozenset(GSM7_BASIC) | frozenset(GSM7_EXTENSION)
+_GSM7_ESCAPED = frozenset(GSM7_EXTENSION)
+_TO_SEPTETS = {ord(c): chr(code) for c, code in GSM7_BASIC.items()} | {
+    ord(c): chr(ESCAPE) + chr(code) for c, code in GSM7_EXTENSION.items()
+}
 _DECODE_EXTENSION = {code: char for char, code in GSM7_EXTENSION.items()}
 
 #: Look-alikes that smart encoding replaces (only when the result is all GSM-7).
@@ -109,7 +117,7 @@ _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 
 def is_gsm7(text: str) -> bool:
     """True when every character is in the basic or the extension table."""
-    return all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text)
+    return _GSM7_CHARS.issuperset(text)
 
 
 def _septet_cost(char: str) -> int:
@@ -142,17 +150,11 @@ def encode_gsm7(text: str) -> bytes:
 
     Raises UnencodableCharacterError naming the first character outside both tables.
     """
-    out = bytearray()
-    for position, char in enumerate(text):
-        code = GSM7_BASIC.get(char)
-        if code is not None:
-            out.append(code)
-            continue
-        code = GSM7_EXTENSION.get(char)
-        if code is None:
-            raise UnencodableCharacterError(char, position, Encoding.GSM7.value)
-        out += bytes((ESCAPE, code))
-    return bytes(out)
+    if not _GSM7_CHARS.issuperset(text):
+        for position, char in enumerate(text):
+            if char not in _GSM7_CHARS:
+                raise UnencodableCharacterError(char, position, Encoding.GSM7.value)
+    return text.translate(_TO_SEPTETS).encode("latin-1")
 
 
 def decode_gsm7(septets: bytes) -> str:
@@ -183,10 +185,10 @@ def decode_gsm7(septets: bytes) -> str:
 
 def encode_ucs2(text: str) -> bytes:
     """UTF-16BE with surrogate pairs; a lone surrogate in ``text`` is an error."""
-    for position, char in enumerate(text):
-        if 0xD800 <= ord(char) <= 0xDFFF:
-            raise UnencodableCharacterError(char, position, Encoding.UCS2.value)
-    return text.encode("utf-16-be")
+    try:
+        return text.encode("utf-16-be")
+    except UnicodeEncodeError as exc:  # only a lone surrogate can fail
+        raise UnencodableCharacterError(text[exc.start], exc.start, Encoding.UCS2.value) from None
 
 
 def decode_ucs2(data: bytes) -> str:
@@ -332,6 +334,13 @@ def _boundaries(costs: list[int], single: int, multi: int) -> list[tuple[int, in
     return parts
 
 
+def _even_boundaries(length: int, single: int, multi: int) -> list[tuple[int, int, int]]:
+    """_boundaries for a text whose every character costs one unit."""
+    if length <= single:
+        return [(0, length, length)]
+    return [(a, min(a + multi, length), min(multi, length - a)) for a in range(0, length, multi)]
+
+
 def segment(
     text: str, encoding: Encoding | None = None, *, smart: bool = False
 ) -> SegmentedMessage:
@@ -344,8 +353,13 @@ def segment(
     """
     sent, chosen, done = _choose(text, encoding, smart)
     if chosen is Encoding.GSM7:
-        costs = [_septet_cost(c) for c in sent]
-        parts = _boundaries(costs, GSM7_SINGLE, GSM7_CONCATENATED)
+        if _GSM7_ESCAPED.isdisjoint(sent):  # one septet a character: fixed-size pieces
+            parts = _even_boundaries(len(sent), GSM7_SINGLE, GSM7_CONCATENATED)
+        else:
+            costs = [_septet_cost(c) for c in sent]
+            parts = _boundaries(costs, GSM7_SINGLE, GSM7_CONCATENATED)
+    elif not sent or max(sent) <= "\uffff":  # all in the BMP: one code unit a character
+        parts = _even_boundaries(len(sent), UCS2_SINGLE, UCS2_CONCATENATED)
     else:
         costs = [_ucs2_cost(c) for c in sent]
         parts = _boundaries(costs, UCS2_SINGLE, UCS2_CONCATENATED)

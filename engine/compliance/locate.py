@@ -117,9 +117,30 @@ def _state_codes() -> dict[str, str]:
     return _STATE_CODES
 
 
-@functools.lru_cache(maxsize=65536)
-def _number_locale(prefix: str, number: str) -> tuple[str | None, tuple[str, ...], str | None]:
-    """(region, zones, state) of a number; `prefix` is the cache key."""
+_Found = tuple[str | None, tuple[str, ...], str | None]
+_LOCALES: dict[tuple[str, int], _Found] = {}
+_LOCALES_MAX = 65536
+
+
+def _number_locale(number: str) -> _Found:
+    """(region, zones, state) of a number, cached by its prefix and length.
+
+    phonenumbers' geocoding and time zone tables for +1 go no deeper than
+    +1 NPA NXX (`_prefix`), and its region and validity rules for NANP read the
+    area code, the exchange and the length: numbers that share those share the
+    answer. Other numbers are their own prefix (cached one by one).
+    """
+    key = (_prefix(number), len(number))
+    found = _LOCALES.get(key)
+    if found is None:
+        found = _lookup_locale(number)
+        if len(_LOCALES) >= _LOCALES_MAX:
+            _LOCALES.clear()
+        _LOCALES[key] = found
+    return found
+
+
+def _lookup_locale(number: str) -> _Found:
     try:
         parsed = phonenumbers.parse(number)
     except phonenumbers.NumberParseException:
@@ -157,7 +178,7 @@ class Locator:
         self.postal_code_columns = postal_code_columns
 
     def locate(self, attributes: Mapping[str, str], number: str) -> Locale:
-        region, by_number, number_state = _number_locale(_prefix(number), number)
+        region, by_number, number_state = _number_locale(number)
         states = {number_state} if number_state else set()
         zones: tuple[str, ...] = ()
         source = ""

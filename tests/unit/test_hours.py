@@ -198,6 +198,26 @@ def test_locator_order_column_zip_number() -> None:
     assert loc.locate({}, "+15555550123").zones == ()  # a fictional range: nothing
 
 
+def test_number_locales_are_cached_by_prefix_without_mixing_numbers_up() -> None:
+    """The cache key is +1 NPA NXX and the length: a second number of the same
+    exchange gets the first one's answer, which must be its own, and numbers of
+    another exchange, length or country are looked up afresh."""
+    loc = Locator()
+    for first, second in [
+        ("+12085551234", "+12085559876"),  # Idaho: two zones
+        ("+12125551234", "+12125550000"),  # New York
+        ("+13065551234", "+13065557777"),  # Saskatchewan (CA)
+    ]:
+        assert loc.locate({}, first) == loc.locate({}, second)
+    assert loc.locate({}, "+12085551234").states == ("ID",)
+    assert loc.locate({}, "+12085551234") != loc.locate({}, "+12125551234")
+    assert loc.locate({}, "+13065551234").country == "CA"
+    assert loc.locate({}, "+442071234567").country == "GB"
+    # A number one digit short shares the exchange, not the answer: nothing.
+    assert loc.locate({}, "+1208555123").country is None
+    assert loc.locate({}, "+12085551234").country == "US"
+
+
 def test_campaign_yaml_errors_are_located(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(

@@ -477,3 +477,31 @@ def test_cross_check_against_sms_segments_calculator() -> None:
     # grapheme) together and needs a third segment; the spec lets the pair of pairs split.
     assert segment(KNOWN_DIFFERENCE).units == (67, 66)
     assert known["segments"] == 3
+
+
+_MIXED = [*GSM7_BASIC, *GSM7_EXTENSION, "é", "€", "中", "\U0001f600", "\u2019"]
+
+
+@given(st.text(alphabet=st.sampled_from(_MIXED), max_size=700))
+def test_segment_boundaries_follow_each_characters_cost(text: str) -> None:
+    """segment() takes whole-string shortcuts (no extension character, all in
+    the BMP); the pieces must be those the per-character costs give."""
+    message = segment(text)
+    gsm = message.encoding is Encoding.GSM7
+    single, multi = (160, 153) if gsm else (70, 67)
+    costs = [(2 if c in GSM7_EXTENSION else 1) if gsm else (2 if ord(c) > 0xFFFF else 1)
+             for c in message.text]  # fmt: skip
+    expected: list[tuple[int, int]] = []  # (start, units) of each piece
+    if sum(costs) <= single:
+        expected = [(0, sum(costs))]
+    else:
+        start = used = 0
+        for index, cost in enumerate(costs):
+            if used + cost > multi:
+                expected.append((start, used))
+                start, used = index, 0
+            used += cost
+        expected.append((start, used))
+    assert list(zip(message.starts, message.units, strict=True)) == expected
+    assert "".join(message.segments) == message.text
+    assert b"".join(message.payloads()) == (encode_gsm7 if gsm else encode_ucs2)(message.text)

@@ -1,0 +1,144 @@
+"""Prepared statements (engine/store/prepared.py) and the message store's hot
+path that runs on them: the same rows as SQLAlchemy would write, inside the
+group's transaction, refused where SQLAlchemy's own execution is needed, and
+one message per campaign contact without a savepoint."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, create_engine, select
+
+from engine.store import Store
+from engine.store.messagedb import DuplicateMessage
+from engine.store.prepared import Prepared
+from engine.store.schema import UTCDateTime
+
+T = datetime(2030, 1, 15, 12, 0, 5, 250_000, tzinfo=UTC)
+
+meta = MetaData()
+things = Table(
+    "things",
+    meta,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(20), nullable=False),
+    Column("at", UTCDateTime),
+    Column("n", Integer, nullable=False, server_default="7"),
+)
+defaulted = Table(
+    "defaulted",
+    meta,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(20), default=lambda: "from python"),
+)
+
+INSERT = Prepared(
+    things.insert().values(name=bindparam("name"), at=bindparam("at", type_=things.c.at.type)),
+    ("name", "at"),
+)
+
+
+def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
+    e = create_engine(f"sqlite:///{tmp_path / 't.db'}")
+    meta.create_all(e)
+    return e
+
+
+def test_rows_match_what_sqlalchemy_writes(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    with e.connect() as conn:
+        INSERT.run(conn, {"name": "prepared", "at": T})
+        INSERT.run(conn, {"name": "no time", "at": None})
+        conn.execute(things.insert(), {"name": "core", "at": T})
+        conn.commit()
+    raw = sqlite3.connect(tmp_path / "t.db").execute("SELECT name, at, n FROM things").fetchall()
+    assert raw[0][1] == raw[2][1] == "2030-01-15 12:00:05.250000"  # UTC, SQLAlchemy's format
+    assert raw[1][1] is None and {r[2] for r in raw} == {7}  # the server default applies
+    with e.connect() as conn:  # and reads back through Core as the aware time it was
+        assert conn.execute(select(things.c.at).where(things.c.name == "prepared")).scalar() == T
+
+
+def test_a_naive_time_is_refused_as_through_core(tmp_path: Path) -> None:
+    with engine(tmp_path).connect() as conn, pytest.raises(ValueError, match="naive datetime"):
+        INSERT.run(conn, {"name": "x", "at": datetime(2030, 1, 1)})
+
+
+def test_statements_join_the_connections_transaction(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    with e.connect() as conn:
+        INSERT.run(conn, {"name": "undone", "at": T})
+        assert conn.in_transaction()
+        conn.rollback()
+        INSERT.run(conn, {"name": "kept", "at": T})
+        conn.commit()
+    names = sqlite3.connect(tmp_path / "t.db").execute("SELECT name FROM things").fetchall()
+    assert names == [("kept",)]
+
+
+def test_bound_literals_and_returning(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    newest = Prepared(
+        select(things.c.id, things.c.name)
+        .where(things.c.name != bindparam("skip"))
+        .order_by(things.c.id.desc())
+        .limit(1),
+        ("skip",),
+    )
+    with e.connect() as conn:
+        for name in ("a", "b", "c"):
+            INSERT.run(conn, {"name": name, "at": T})
+        assert newest.first(conn, {"skip": "c"}) == (2, "b")  # the LIMIT's own value
+        assert newest.first(conn, {"skip": "zz"}) == (3, "c")
+        assert Prepared(select(things.c.id).where(things.c.id > 5), ()).first(conn, {}) is None
+
+
+def test_what_needs_sqlalchemys_execution_is_refused(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    with e.connect() as conn:
+        with pytest.raises(TypeError, match="column defaults"):
+            Prepared(defaulted.insert().values(id=bindparam("id")), ("id",)).run(conn, {"id": 1})
+        expanding = select(things.c.id).where(things.c.id.in_(bindparam("ids", expanding=True)))
+        with pytest.raises(TypeError, match="expanding|post-compile"):
+            Prepared(expanding, ("ids",)).run(conn, {"ids": [1]})
+        with pytest.raises(TypeError, match="no parameter"):
+            Prepared(things.insert().values(name=bindparam("name")), ("name", "nope")).run(
+                conn, {"name": "x"}
+            )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    yield s
+    await s.close()
+
+
+async def test_one_message_per_campaign_contact_and_the_group_survives(
+    tmp_path: Path, store: Store
+) -> None:
+    contact = await store.add_contact("l1", ["+12125550100"])
+    other = await store.add_contact("l1", ["+12125550101"])
+    await store.upsert_campaign("c1", "l1", {"mode": "agentless"})
+    await store.sync_campaign_contacts("c1")
+    row = {"channel": "sms", "address": "+12125550100", "sender": "s", "account": "a",
+           "body": "hi", "contact_id": contact}  # fmt: skip
+    first = await store.create_message(row, campaign="c1")
+    with pytest.raises(DuplicateMessage) as caught:
+        await store.create_message({**row, "body": "again"}, campaign="c1")
+    assert caught.value.message_id == first
+    # Another contact of the same campaign, and the same contact as a notification.
+    second = await store.create_message({**row, "contact_id": other}, campaign="c1")
+    note = await store.create_message(row)
+    assert len({first, second, note}) == 3
+    db = sqlite3.connect(tmp_path / "store.db")
+    assert db.execute("SELECT id, body FROM messages ORDER BY id").fetchall() == [
+        (first, "hi"), (second, "hi"), (note, "hi")
+    ]  # fmt: skip
+    states = db.execute("SELECT state FROM campaign_contacts ORDER BY contact_id").fetchall()
+    assert states == [("sending",), ("sending",)]
+    events = db.execute("SELECT message_id, status FROM message_events ORDER BY id").fetchall()
+    assert events == [(first, "queued"), (second, "queued"), (note, "queued")]
