@@ -168,7 +168,10 @@ def _contact_update(keys: tuple[str, ...], plus_attempt: bool) -> Prepared:
 
 def _event(conn: Connection, message_id: int, status: str, at: datetime, detail: Any) -> None:
     text = detail if detail is None or isinstance(detail, str) else json.dumps(detail, default=str)
-    _INSERT_EVENT.run(conn, {"message_id": message_id, "at": at, "status": status, "detail": text})
+    # Inserted with the others of its transaction when it commits: nothing reads
+    # a message's history back in the transaction that writes it.
+    row = {"message_id": message_id, "at": at, "status": status, "detail": text}
+    _INSERT_EVENT.defer(conn, row)
 
 
 def create(

@@ -20,6 +20,11 @@ first compiled.
 Transactions stay SQLAlchemy's: `run` begins the connection's transaction if
 none is open, so the writer's commit or rollback covers these statements with
 every other statement of the group.
+
+`defer` is for rows that nothing reads back in the same transaction (a
+message's status history): they are kept on the connection and inserted with
+one `executemany` just before the transaction commits, and dropped if it rolls
+back (`install` hooks both into the engine's commit and rollback events).
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import ClauseElement
 
-__all__ = ["Prepared"]
+__all__ = ["Prepared", "flush_deferred", "install"]
+
+_DEFERRED = "outdial.prepared.deferred"
 
 _Processor = Callable[[Any], Any] | None
 
@@ -97,12 +104,15 @@ class Prepared:
         return _Compiled(compiled.string, compiled.positional, names, tuple(fixed),
                          tuple(processors))  # fmt: skip
 
-    def run(self, conn: Connection, params: Mapping[str, Any]) -> Any:
-        """Execute with ``params`` (the `given` names); returns the DBAPI cursor."""
+    def _for(self, conn: Connection) -> _Compiled:
         dialect = conn.dialect
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
             compiled = self._compiled[dialect.name] = self._compile(dialect)
+        return compiled
+
+    @staticmethod
+    def _values(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
         values = [
             params[name] if value is _GIVEN else value
             for name, value in zip(compiled.names, compiled.fixed, strict=True)
@@ -110,14 +120,29 @@ class Prepared:
         for index, process in enumerate(compiled.processors):
             if process is not None and values[index] is not None:
                 values[index] = process(values[index])
+        if compiled.positional:
+            return values
+        return dict(zip(compiled.names, values, strict=True))
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """Execute with ``params`` (the `given` names); returns the DBAPI cursor."""
+        compiled = self._for(conn)
+        values = self._values(compiled, params)
         if not conn.in_transaction():
             conn.begin()
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        if compiled.positional:
-            cursor.execute(compiled.sql, values)
-        else:
-            cursor.execute(compiled.sql, dict(zip(compiled.names, values, strict=True)))
+        cursor.execute(compiled.sql, values)
         return cursor
+
+    def defer(self, conn: Connection, params: Mapping[str, Any]) -> None:
+        """Execute just before the transaction commits, with the other deferred
+        rows of this statement (one executemany); nothing if it rolls back.
+        Needs `install` on the connection's engine."""
+        values = self._values(self._for(conn), params)  # bad values fail here, at the caller
+        if not conn.in_transaction():
+            conn.begin()
+        batches: dict[Prepared, list[Any]] = conn.info.setdefault(_DEFERRED, {})
+        batches.setdefault(self, []).append(values)
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """The first row (a tuple), or None."""
@@ -127,3 +152,25 @@ class Prepared:
     def all(self, conn: Connection, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = self.run(conn, params).fetchall()
         return rows
+
+
+def flush_deferred(conn: Connection) -> None:
+    """Run the deferred rows now (the commit hook; callable before reading them back)."""
+    batches: dict[Prepared, list[Any]] | None = conn.info.pop(_DEFERRED, None)
+    if not batches:
+        return
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    for prepared, rows in batches.items():
+        cursor.executemany(prepared._for(conn).sql, rows)
+
+
+def _discard_deferred(conn: Connection) -> None:
+    conn.info.pop(_DEFERRED, None)
+
+
+def install(engine: Engine) -> None:
+    """Deferred rows are written at each commit of `engine`'s connections and
+    dropped at each rollback."""
+    if not event.contains(engine, "commit", flush_deferred):
+        event.listen(engine, "commit", flush_deferred)
+        event.listen(engine, "rollback", _discard_deferred)

@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL
 
 from engine import contacts as contact_io
 from engine.errors import BadRequest
-from engine.store import agentdb, amdsampledb, compliancedb, dnc, queries, reports, ruledb
+from engine.store import agentdb, amdsampledb, compliancedb, dnc, prepared, queries, reports, ruledb
 from engine.store.dialorder import spec_of
 from engine.store.emailstore import EmailMethods
 from engine.store.messagestore import MessageMethods
@@ -78,7 +78,9 @@ def build_engine(url: str) -> Engine:
     `synchronous` option taken out of the query string."""
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite"):
-        return create_engine(parsed)
+        engine = create_engine(parsed)
+        prepared.install(engine)
+        return engine
     mode = parsed.query.get("synchronous", "normal")
     if isinstance(mode, tuple):
         mode = mode[-1]
@@ -105,6 +107,7 @@ def build_engine(url: str) -> Engine:
             cursor.execute(statement)
         cursor.close()
 
+    prepared.install(engine)
     return engine
 
 

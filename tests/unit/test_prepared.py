@@ -15,7 +15,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, crea
 
 from engine.store import Store
 from engine.store.messagedb import DuplicateMessage
-from engine.store.prepared import Prepared
+from engine.store.prepared import Prepared, flush_deferred, install
 from engine.store.schema import UTCDateTime
 
 T = datetime(2030, 1, 15, 12, 0, 5, 250_000, tzinfo=UTC)
@@ -142,3 +142,48 @@ async def test_one_message_per_campaign_contact_and_the_group_survives(
     assert states == [("sending",), ("sending",)]
     events = db.execute("SELECT message_id, status FROM message_events ORDER BY id").fetchall()
     assert events == [(first, "queued"), (second, "queued"), (note, "queued")]
+
+
+def test_deferred_rows_land_at_commit_and_vanish_on_rollback(tmp_path: Path) -> None:
+    e = engine(tmp_path)
+    install(e)
+    peek = sqlite3.connect(tmp_path / "t.db")
+    with e.connect() as conn:
+        INSERT.defer(conn, {"name": "later", "at": T})
+        INSERT.defer(conn, {"name": "later too", "at": None})
+        INSERT.run(conn, {"name": "now", "at": T})
+        assert conn.execute(select(things.c.name)).scalars().all() == ["now"]
+        conn.commit()
+        assert [r[0] for r in peek.execute("SELECT name FROM things ORDER BY id")] == [
+            "now", "later", "later too"
+        ]  # fmt: skip
+        INSERT.defer(conn, {"name": "rolled back", "at": T})
+        conn.rollback()
+        conn.commit()  # nothing left over to write
+        INSERT.defer(conn, {"name": "flushed", "at": T})
+        flush_deferred(conn)  # readable in the transaction once flushed
+        assert "flushed" in conn.execute(select(things.c.name)).scalars().all()
+        conn.commit()
+    names = [r[0] for r in peek.execute("SELECT name FROM things ORDER BY id")]
+    assert names == ["now", "later", "later too", "flushed"]
+    with e.connect() as conn, pytest.raises(ValueError, match="naive"):  # checked at defer
+        INSERT.defer(conn, {"name": "x", "at": datetime(2030, 1, 1)})
+
+
+async def test_a_failed_write_leaves_no_history_the_others_keep_theirs(
+    tmp_path: Path, store: Store
+) -> None:
+    """The writer replays a failed group one write at a time: the failing
+    write's deferred history rows go with its rollback, the others' land once."""
+    ok = await store.create_message(
+        {"channel": "sms", "address": "+12125550100", "sender": "s", "account": "a", "body": "x"}
+    )
+    store.set_message_status(ok, "submitting", None, tries="+1")
+    store.set_message_status(ok, "submitted", None, carrier_id="C1")
+    bad = store.create_message({"channel": "sms", "address": "+12125550101"})  # no body
+    with pytest.raises(Exception, match=r"NOT NULL|body"):
+        await bad
+    await store.flush()
+    db = sqlite3.connect(tmp_path / "store.db")
+    events = db.execute("SELECT message_id, status FROM message_events ORDER BY id").fetchall()
+    assert events == [(ok, "queued"), (ok, "submitting"), (ok, "submitted")]
