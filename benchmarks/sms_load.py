@@ -239,7 +239,17 @@ class Tracker:
             elif status in ("rejected", "failed"):
                 self.failed += 1
 
+        unless = store.create_message_unless_listed
+
+        async def create_message_unless_listed(values: Any, lists: Any) -> Any:
+            t = time.perf_counter()
+            created = await unless(values, lists)
+            if isinstance(created, int):
+                self.created[created] = t
+            return created
+
         store.create_message = create_message  # type: ignore[method-assign]
+        store.create_message_unless_listed = create_message_unless_listed  # type: ignore[method-assign]
         store.set_message_status = set_message_status  # type: ignore[method-assign]
         submitted = getattr(store, "message_submitted", None)  # the last part and the status
         if submitted is not None:

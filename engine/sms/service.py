@@ -51,6 +51,7 @@ from engine.sms.config import HELP_WORDS, START_WORDS, STOP_WORDS, SmsConfig
 from engine.sms.sender import DEFAULT_RETRY, Pending, Sender
 from engine.sms.template import TemplateError, compile_template
 from engine.store.phones import InvalidNumber, PhoneNormalizer
+from engine.store.types import DncHit
 
 if TYPE_CHECKING:
     from engine.bus import EventBus
@@ -302,10 +303,6 @@ class SmsService:
         source_addr = sender or cfg.default_sender
         if not source_addr:
             raise BadRequest("sender: missing (and no sms.default_sender in the daemon config)")
-        if not bypass_optout:
-            listed = await self.store.dnc_numbers([to], datetime.now(UTC), lists=[cfg.optout_list])
-            if to in listed:
-                raise InvalidState(f"{to} opted out of SMS ({listed[to].reason})")
         try:
             seg = segment(text, smart=smart)
         except SmsEncodingError as exc:
@@ -320,7 +317,13 @@ class SmsService:
             "segments": len(seg.segments),
             "template": template,
         }
-        message_id = await self.store.create_message(values)
+        if bypass_optout:
+            message_id = await self.store.create_message(values)
+        else:  # the opt-out check and the message in one commit
+            created = await self.store.create_message_unless_listed(values, [cfg.optout_list])
+            if isinstance(created, DncHit):
+                raise InvalidState(f"{to} opted out of SMS ({created.reason})")
+            message_id = created
         self.sender.schedule(Pending(message_id, to, source_addr, name, seg.text))
         self.bus.publish("sms.queued", id=message_id, to=to, segments=len(seg.segments))
         return {

@@ -23,12 +23,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, exists, func, insert, or_, select, update
 
 from engine.errors import BadRequest, Conflict, NotFound
 from engine.store import compliancedb
 from engine.store.csvio import CsvSource, ErrorReport, Rejection, default_error_path, run_batches
 from engine.store.phones import InvalidNumber, PhoneNormalizer
+from engine.store.prepared import Prepared
 from engine.store.queries import iso
 from engine.store.schema import DNC_LIST_KINDS, contact_phones, contacts, dnc_entries, dnc_lists
 from engine.store.types import DncHit, ImportSummary
@@ -226,6 +227,34 @@ def listed(
     """The numbers listed (unexpired) on one of `lists` (None: any list), each
     with the first of those lists (in that order) that has it."""
     return _hits(conn, E.number, list(dict.fromkeys(numbers)), now, lists)
+
+
+# One number against named lists, as an SMS notification is checked: prepared
+# (engine/store/prepared.py), a hit then read in full by `listed`.
+_LIST_ID = Prepared(select(D.id).where(D.name == bindparam("name")), ("name",))
+_NUMBER_LISTS = Prepared(
+    select(E.list_id).where(
+        E.number == bindparam("number"),
+        or_(E.expires_at.is_(None), E.expires_at > bindparam("now", type_=E.expires_at.type)),
+    ),
+    ("number", "now"),
+)
+
+
+def number_listed(
+    conn: Connection, number: str, now: datetime, lists: Sequence[str]
+) -> DncHit | None:
+    """`listed` for one number on named lists: its hit, or None."""
+    ids = set()
+    for name in lists:
+        row = _LIST_ID.first(conn, {"name": name})
+        if row is None:
+            resolve(conn, lists)  # raises NotFound naming every missing list
+        else:
+            ids.add(row[0])
+    if not any(lid in ids for (lid,) in _NUMBER_LISTS.all(conn, {"number": number, "now": now})):
+        return None
+    return listed(conn, [number], now, lists).get(number)
 
 
 def contacts_listed(

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import NotFound
+from engine.store import dnc
 from engine.store.prepared import Prepared
 from engine.store.queries import CampaignIds, iso
 from engine.store.schema import (
@@ -46,7 +47,7 @@ from engine.store.schema import (
     message_parts,
     messages,
 )
-from engine.store.types import dial_queue
+from engine.store.types import DncHit, dial_queue
 
 M = messages.c
 E = message_events.c
@@ -208,6 +209,18 @@ def create(
              "v_dial_queue": dial_queue("sending", None, now), "v_now": now},
         )  # fmt: skip
     return message_id
+
+
+def create_unless_listed(
+    conn: Connection, values: Mapping[str, Any], lists: Sequence[str], now: datetime
+) -> int | DncHit:
+    """A notification: its address checked against `lists` and, unless listed
+    there (the hit is returned, nothing written), the message created, in one
+    transaction: no opt-out can slip in between the check and the message."""
+    hit = dnc.number_listed(conn, values["address"], now, lists)
+    if hit is not None:
+        return hit
+    return create(conn, CampaignIds(), values, None, now)
 
 
 def set_status(
@@ -608,6 +621,7 @@ def report(conn: Connection, campaign: str | None) -> dict[str, Any]:
 
 __all__ = [
     "ACCEPTED", "FINAL", "DuplicateMessage", "apply_receipt", "close_threads", "create",
+    "create_unless_listed",
     "in_doubt", "message", "messages_of", "open_messages", "parts_done", "record_inbound",
     "record_part", "report", "set_status", "submitted",
 ]  # fmt: skip

@@ -4,7 +4,7 @@ like the dialer's; see messagedb.py for the status vocabulary."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -13,6 +13,7 @@ from engine.store import messagedb
 
 if TYPE_CHECKING:
     from engine.store.queries import CampaignIds
+    from engine.store.types import DncHit
     from engine.store.writer import Writer
 
 
@@ -32,6 +33,16 @@ class MessageMethods:
         work = partial(
             messagedb.create, ids=self._ids, values=dict(values), campaign=campaign, now=_now()
         )
+        return await self._writer.write_wait(work, "create_message")
+
+    async def create_message_unless_listed(
+        self, values: Mapping[str, Any], lists: Sequence[str]
+    ) -> int | DncHit:
+        """A notification, unless its address is on one of `lists` (its hit
+        is returned then, nothing written): check and write in one group
+        commit. NotFound if a list does not exist."""
+        work = partial(messagedb.create_unless_listed, values=dict(values), lists=tuple(lists),
+                       now=_now())  # fmt: skip
         return await self._writer.write_wait(work, "create_message")
 
     async def message_status(

@@ -5,18 +5,21 @@ one message per campaign contact without a savepoint."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, create_engine, select
 
+from engine.errors import NotFound
 from engine.store import Store
 from engine.store.messagedb import DuplicateMessage
 from engine.store.prepared import Prepared, flush_deferred, install
 from engine.store.schema import UTCDateTime
+from engine.store.types import DncHit
 
 T = datetime(2030, 1, 15, 12, 0, 5, 250_000, tzinfo=UTC)
 
@@ -187,3 +190,35 @@ async def test_a_failed_write_leaves_no_history_the_others_keep_theirs(
     db = sqlite3.connect(tmp_path / "store.db")
     events = db.execute("SELECT message_id, status FROM message_events ORDER BY id").fetchall()
     assert events == [(ok, "queued"), (ok, "submitting"), (ok, "submitted")]
+
+
+async def test_a_notification_is_created_unless_its_number_is_listed(
+    tmp_path: Path, store: Store
+) -> None:
+    """The SMS notification path: the opt-out check (prepared, one number) and
+    the message in one write; the hit is the one `dnc_numbers` gives."""
+    now = datetime.now(UTC)
+    await store.dnc_create_list("sms-optout", "optout")
+    await store.dnc_create_list("other", "internal")
+    await store.dnc_add("+12125550100", list="sms-optout", source="sms")
+    await store.dnc_add("+12125550101", list="other", source="manual")  # not the list checked
+    await store.dnc_add("+12125550102", list="sms-optout", source="sms",
+                        expires_at=now + timedelta(milliseconds=200))  # fmt: skip
+    row = {"channel": "sms", "sender": "s", "account": "a", "body": "hi"}
+    lists = ["sms-optout"]
+    hit = await store.create_message_unless_listed({**row, "address": "+12125550100"}, lists)
+    assert hit == (await store.dnc_numbers(["+12125550100"], now, lists))["+12125550100"]
+    assert isinstance(hit, DncHit) and (hit.list, hit.source) == ("sms-optout", "sms")
+    other = await store.create_message_unless_listed({**row, "address": "+12125550101"}, lists)
+    assert isinstance(other, int)
+    soon = await store.create_message_unless_listed({**row, "address": "+12125550102"}, lists)
+    assert isinstance(soon, DncHit)
+    await asyncio.sleep(0.3)  # that entry expires: the number may be texted again
+    later = await store.create_message_unless_listed({**row, "address": "+12125550102"}, lists)
+    assert isinstance(later, int)
+    with pytest.raises(NotFound, match="'nope'"):
+        await store.create_message_unless_listed({**row, "address": "+12125550103"}, ["nope"])
+    db = sqlite3.connect(tmp_path / "store.db")
+    assert db.execute("SELECT id, address FROM messages ORDER BY id").fetchall() == [
+        (other, "+12125550101"), (later, "+12125550102")
+    ]  # fmt: skip
