@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from carriers.sms.encoding import decode_gsm7, decode_ucs2, preview, segment
 from carriers.sms.errors import SmsEncodingError
+from carriers.sms.reassembly import MoMessage, Reassembler
 from carriers.sms.smpp.events import (
     BindFailed,
     Bound,
@@ -67,6 +68,8 @@ _RECEIPT_STATUS = {
     MessageState.REJECTED: "undelivered",
 }
 RESUME_PAGE = 1000
+# A long reply whose segments stop coming is stored with what came after this long.
+MO_REASSEMBLY_TIMEOUT = 120.0
 
 
 def keyword_of(text: str) -> str | None:
@@ -101,6 +104,8 @@ class SmsService:
         self.sender: Sender | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.receipts_unknown = 0
+        # Per account: the segments of long replies until each is whole.
+        self.reassembly: dict[str, Reassembler] = {}
 
     @property
     def enabled(self) -> bool:
@@ -174,6 +179,9 @@ class SmsService:
     async def shutdown(self, grace: float) -> None:
         for runner in self.runners.values():
             await runner.shutdown()
+        for account, parts in self.reassembly.items():  # half-received replies are kept
+            for mo in parts.drain():
+                await self._on_mo(account, mo)
         if self.sender is not None:
             await self.sender.drain(grace)
         for task in list(self._background):
@@ -365,10 +373,13 @@ class SmsService:
                     )
                 )
             case MessageReceived(message):
-                text = decode_mo(message.short_message, message.data_coding, message.esm_class)
-                self._spawn(
-                    self.on_inbound(account, message.source_addr, message.destination_addr, text)
-                )
+                parts = self.reassembly.setdefault(account, Reassembler(MO_REASSEMBLY_TIMEOUT))
+                loop = asyncio.get_running_loop()
+                whole = parts.add(message, loop.time())
+                if whole is not None:
+                    self._spawn(self._on_mo(account, whole))
+                else:  # more segments to come: hand it over by the timeout in any case
+                    loop.call_later(parts.timeout + 0.05, self._expire_mo, account)
             case Bound(system_id):
                 self.bus.publish(
                     "sms.link", account=account, bind=bind, state="bound", smsc=system_id
@@ -377,6 +388,24 @@ class SmsService:
                 self.bus.publish(
                     "sms.link", account=account, bind=bind, state="down", reason=event.reason
                 )
+
+    def _expire_mo(self, account: str) -> None:
+        parts = self.reassembly.get(account)
+        if parts is None:
+            return
+        for mo in parts.expire(asyncio.get_running_loop().time()):
+            self._spawn(self._on_mo(account, mo))
+
+    async def _on_mo(self, account: str, mo: MoMessage) -> None:
+        m = mo.message
+        text = decode_mo(m.short_message, m.data_coding, m.esm_class)
+        if mo.missing:
+            log.warning(
+                "sms: reply from %s on %s: segment(s) %s never came; stored as received",
+                m.source_addr, account, ", ".join(map(str, mo.missing)),
+            )  # fmt: skip
+        await self.on_inbound(account, m.source_addr, m.destination_addr, text,
+                              segments=mo.segments)  # fmt: skip
 
     async def on_receipt(
         self,
@@ -433,8 +462,11 @@ class SmsService:
                 return known
         return self._address(to)
 
-    async def on_inbound(self, account: str, from_: str, to: str, text: str) -> dict[str, Any]:
-        """A message from a handset: stored, threaded, keywords acted on."""
+    async def on_inbound(
+        self, account: str, from_: str, to: str, text: str, *, segments: int = 1
+    ) -> dict[str, Any]:
+        """A message from a handset (`segments`: how many it came in): stored,
+        threaded, keywords acted on."""
         cfg = self._config()
         address, ours = self._address(from_), self._ours(to)
         word = keyword_of(text)
@@ -458,7 +490,7 @@ class SmsService:
                 "account": account,
                 "body": text,
                 "keyword": kind,
-                "segments": 1,
+                "segments": segments,
             },
             since,
         )

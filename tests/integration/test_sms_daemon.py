@@ -156,6 +156,50 @@ def test_campaign_sends_every_contact_once_and_follows_receipts(
         assert daemon.stop() == 0
 
 
+def test_a_long_reply_is_put_back_together_and_a_half_one_kept_at_stop(
+    tmp_path: Path, smsc: NodeSmsc
+) -> None:
+    """A reply in three UDH segments (out of order, one sent twice by the SMSC)
+    is stored as one message of 3 segments, threaded to the notification; a
+    reply whose third segment never comes is stored with what came when the
+    daemon stops, not dropped."""
+    daemon = make_daemon(tmp_path, smsc.port, CAMPAIGN).start()
+    customer, other = "+12125550177", "+12125550178"
+    stopped = False
+    try:
+        sent = daemon("sms.send", number=customer, template="code", data={"code": "1"})
+        until(lambda: smsc.counts().get(customer[1:]) == 1, 10, "the notification")
+        # (The SMSC's command line trims each text: the segments split inside words.)
+        for ref, seq, text in [
+            (7, 3, "re at nine."),
+            (7, 1, "Yes, I wi"),
+            (9, 1, "Half a r"),
+            (7, 2, "ll be the"),
+            (7, 2, "ll be the"),
+            (9, 2, "eply"),
+        ]:
+            answer = smsc.command(f"mopart {customer[1:] if ref == 7 else other[1:]} "
+                                  f"{SENDER[1:]} {ref} 3 {seq} {text}")  # fmt: skip
+            assert answer == "sent mopart 1", answer
+        replies = until(lambda: [m for m in daemon("sms.list", number=customer)
+                                 if m["direction"] == "in"], 10, "the whole reply")  # fmt: skip
+        time.sleep(0.5)  # a second copy would be stored by now
+        replies = [m for m in daemon("sms.list", number=customer) if m["direction"] == "in"]
+        assert len(replies) == 1
+        assert replies[0]["body"] == "Yes, I will be there at nine."
+        assert replies[0]["segments"] == 3 and replies[0]["thread_id"] == sent["id"]
+        assert not [m for m in daemon("sms.list", number=other) if m["direction"] == "in"]
+        assert daemon.stop() == 0
+        stopped = True
+        daemon.start()
+        stopped = False
+        half = [m for m in daemon("sms.list", number=other) if m["direction"] == "in"]
+        assert [(m["body"], m["segments"]) for m in half] == [("Half a reply", 2)]
+    finally:
+        if not stopped:
+            assert daemon.stop() == 0
+
+
 def test_notifications_keywords_and_reply_threading(tmp_path: Path, smsc: NodeSmsc) -> None:
     daemon = make_daemon(tmp_path, smsc.port, CAMPAIGN).start()
     customer = "+12125550199"

@@ -19,6 +19,10 @@
 //   mo <source_addr> <destination_addr> <text...>   send a mobile-originated deliver_sm
 //                                                   to every session: "sent mo <sessions>"
 //   mo1 <source_addr> <destination_addr> <text...>  the same on one session only
+//   mopart <source_addr> <destination_addr> <ref> <total> <seq> <text...>
+//                                                   one segment of a concatenated MO on one
+//                                                   session: esm_class 0x40 and the 8-bit
+//                                                   reference UDH before the text: "sent mopart 1"
 //   receipt <message_id> <stat>                     send a delivery receipt for any id (known
 //                                                   or not; stat DELIVRD, UNDELIV, EXPIRED,
 //                                                   REJECTD...) to every session:
@@ -200,6 +204,19 @@ readline.createInterface({ input: process.stdin }).on('line', (line) => {
 			});
 		}
 		process.stdout.write(`sent mo ${targets.length}\n`);
+	} else if (command === 'mopart') {
+		const [source, destination, ref, total, seq, ...words] = rest;
+		const udh = Buffer.from([5, 0, 3, Number(ref), Number(total), Number(seq)]);
+		const targets = [...sessions].slice(0, 1);
+		for (const session of targets) {
+			session.deliver_sm({
+				source_addr: source,
+				destination_addr: destination,
+				esm_class: 0x40,
+				short_message: Buffer.concat([udh, Buffer.from(words.join(' '), 'ascii')]),
+			});
+		}
+		process.stdout.write(`sent mopart ${targets.length}\n`);
 	} else if (command === 'drop') {
 		for (const session of sessions) {
 			session.socket.destroy();
