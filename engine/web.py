@@ -126,7 +126,9 @@ class WebServer:
                 )
 
             async def on_message(event: InboundMessage) -> None:
-                await sms.on_inbound(name, event.from_, event.to, event.body)
+                await sms.on_inbound(name, event.from_, event.to, event.body,
+                                     segments=max(1, event.num_segments),
+                                     carrier_id=event.message_sid)  # fmt: skip
 
             router.add_post(
                 f"{base}/status",

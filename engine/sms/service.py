@@ -463,10 +463,18 @@ class SmsService:
         return self._address(to)
 
     async def on_inbound(
-        self, account: str, from_: str, to: str, text: str, *, segments: int = 1
+        self,
+        account: str,
+        from_: str,
+        to: str,
+        text: str,
+        *,
+        segments: int = 1,
+        carrier_id: str | None = None,
     ) -> dict[str, Any]:
-        """A message from a handset (`segments`: how many it came in): stored,
-        threaded, keywords acted on."""
+        """A message from a handset (`segments`: how many it came in; the
+        aggregator's id, if it gives one): stored, threaded, keywords acted on.
+        The same id again (a retried webhook) is neither stored nor acted on twice."""
         cfg = self._config()
         address, ours = self._address(from_), self._ours(to)
         word = keyword_of(text)
@@ -491,9 +499,13 @@ class SmsService:
                 "body": text,
                 "keyword": kind,
                 "segments": segments,
+                "carrier_id": carrier_id,
             },
             since,
         )
+        if stored.get("duplicate"):
+            log.info("sms: %s sent inbound message %s again; stored once", account, carrier_id)
+            return stored
         if kind == "stop":
             reply = await self._opt_out(address, word or "STOP", ours)
         elif kind == "start":

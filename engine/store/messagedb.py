@@ -403,8 +403,22 @@ def record_inbound(
     """Store a received message, threaded to the last outbound message to that
     address (on the same channel) sent since `thread_since`. Returns the
     stored row with `thread` (the outbound message's id, campaign and
-    contact, or None)."""
+    contact, or None). One with a `carrier_id` the account already gave an
+    inbound message from that address is not stored again: `duplicate`."""
     channel, address = values["channel"], values["address"]
+    carrier_id = values.get("carrier_id")
+    if carrier_id:  # an aggregator retrying its webhook: the message is stored already
+        seen = conn.execute(
+            select(M.id).where(
+                M.address == address,  # ix_messages_address
+                M.direction == "in",
+                M.channel == channel,
+                M.account == values["account"],
+                M.carrier_id == carrier_id,
+            )
+        ).scalar()
+        if seen is not None:
+            return {"id": int(seen), "thread": None, "duplicate": True}
     parent = conn.execute(
         select(M.id, M.campaign_id, M.contact_id, M.sender, campaigns.c.name.label("campaign"))
         .outerjoin(campaigns, campaigns.c.id == M.campaign_id)

@@ -276,9 +276,11 @@ def signed_post(fake: FakeTwilio, url: str, params: dict[str, str]) -> int:
     return post_form(url, params, fake.validator.compute_signature(url, params))
 
 
-def inbound(fake: FakeTwilio, td: TwilioDaemon, from_: str, body: str) -> int:
-    params = {"AccountSid": SID, "MessageSid": "SM" + uuid.uuid4().hex, "From": from_,
-              "To": SENDER, "Body": body, "NumSegments": "1", "NumMedia": "0"}  # fmt: skip
+def inbound(fake: FakeTwilio, td: TwilioDaemon, from_: str, body: str,
+            sid: str | None = None, segments: int = 1) -> int:  # fmt: skip
+    params = {"AccountSid": SID, "MessageSid": sid or "SM" + uuid.uuid4().hex, "From": from_,
+              "To": SENDER, "Body": body, "NumSegments": str(segments),
+              "NumMedia": "0"}  # fmt: skip
     return signed_post(fake, td.url("inbound"), params)
 
 
@@ -346,10 +348,14 @@ def test_twilio_inbound_stop_and_reply_threading(tmp_path: Path, twilio: FakeTwi
         until(lambda: twilio.sent_to(customer), 10, "the notification at the fake")
         until(lambda: daemon("sms.show", id=sent["id"])["status"] == "delivered", 10,
               "the notification delivered")  # fmt: skip
-        assert inbound(twilio, td, customer, "Is it tomorrow?") == 200
+        sid = "SM" + uuid.uuid4().hex
+        assert inbound(twilio, td, customer, "Is it tomorrow?", sid, segments=2) == 200
         reply = until(lambda: [m for m in daemon("sms.list", number=customer)
                                if m["direction"] == "in"], 10, "the reply stored")  # fmt: skip
         assert reply[0]["thread_id"] == sent["id"] and reply[0]["keyword"] is None
+        assert reply[0]["carrier_id"] == sid and reply[0]["segments"] == 2
+        # Twilio retries a webhook it got no answer to: the same MessageSid is stored once.
+        assert inbound(twilio, td, customer, "Is it tomorrow?", sid, segments=2) == 200
         thread = daemon("sms.show", id=sent["id"])["thread"]
         assert [(t["direction"], t["body"]) for t in thread] == [
             ("out", "Your code is 4711."),
