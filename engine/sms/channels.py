@@ -13,6 +13,7 @@ may or may not hold it; sending again may duplicate it, and the store says so).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Callable
@@ -61,10 +62,13 @@ class SendFailure(Exception):
         retryable: bool,
         in_doubt: bool = False,
         retry_after: float | None = None,
+        account_refused: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason, self.retryable, self.in_doubt = reason, retryable, in_doubt
         self.retry_after = retry_after
+        # The carrier refused the account, not the message: retried, no try used up.
+        self.account_refused = account_refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class Outgoing:
 class Channel(Protocol):
     name: str
     whole_message: bool  # True: one request for the whole text (part 0)
+    paused_until: float  # event loop time the carrier refused the account until
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
@@ -122,6 +127,7 @@ def short_messages(out: Outgoing) -> tuple[ShortMessage, ...]:
 
 class SmppChannel:
     whole_message = False
+    paused_until = 0.0  # never: a refused bind is the account's reconnect backoff
 
     def __init__(
         self, config: SmsAccountConfig, on_event: Callable[[str, SessionEvent], None]
@@ -188,6 +194,8 @@ class HttpChannel:
     def __init__(self, config: SmsAccountConfig, http: HttpConfig | None) -> None:
         self.name, self.config, self.http = config.name, config, http
         self.session: aiohttp.ClientSession | None = None
+        self.paused_until = 0.0  # event loop time: refused (401/403) until then
+        self.last_error: str | None = None
         self._twilio: TwilioSender | None = None
         self._kannel: KannelSender | None = None
 
@@ -238,6 +246,13 @@ class HttpChannel:
             )
             return str(out.message_id)  # Kannel's reports carry our reference
         except SendRejectedError as exc:
+            if exc.http_status in (401, 403):
+                pause = self.config.refused_pause
+                self.paused_until = asyncio.get_running_loop().time() + pause
+                self.last_error = f"{exc} (refused the account: paused {pause:g} s)"
+                log.error("sms: account %s: %s", self.name, self.last_error)
+                raise SendFailure(self.last_error, retryable=True, retry_after=pause,
+                                  account_refused=True) from None  # fmt: skip
             raise SendFailure(
                 str(exc), retryable=exc.retryable, retry_after=exc.retry_after
             ) from None
@@ -245,7 +260,9 @@ class HttpChannel:
             raise SendFailure(str(exc), retryable=True, in_doubt=True) from None
 
     def describe(self) -> dict[str, Any]:
-        return {"type": self.config.type}
+        paused = self.paused_until - asyncio.get_running_loop().time()
+        return {"type": self.config.type, "last_error": self.last_error,
+                "paused_s": round(paused, 1) if paused > 0 else 0}  # fmt: skip
 
 
 def make_channel(

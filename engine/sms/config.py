@@ -27,6 +27,7 @@ sms:
       username: outdial
       password: secret
       dlr_key: a-long-random-string   # our dlr-url carries it; reports without it get 403
+      refused_pause: 60s              # after a 401/403 from it: wait, keep the messages
   default_account: smsc1
   default_sender: "+15550100"
   optout_list: sms-optout         # DNC list (kind optout) that STOP adds to
@@ -87,6 +88,9 @@ class SmsAccountConfig:
     username: str = ""
     dlr_key: str | None = field(default=None, repr=False)
     timeout: float = 15.0
+    # An aggregator that refuses us (HTTP 401/403: credentials, permissions) is
+    # not sent to again for this long; the message is kept, never rejected.
+    refused_pause: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +153,8 @@ _SMPP_FIELDS = {
     "bind_rate",
     "response_timeout",
 }
-_TWILIO_FIELDS = {"type", "url", "account_sid", "auth_token", "timeout"}
-_KANNEL_FIELDS = {"type", "url", "username", "password", "dlr_key", "timeout"}
+_TWILIO_FIELDS = {"type", "url", "account_sid", "auth_token", "timeout", "refused_pause"}
+_KANNEL_FIELDS = {"type", "url", "username", "password", "dlr_key", "timeout", "refused_pause"}
 
 
 def parse_http(top: _Node) -> HttpConfig | None:
@@ -243,6 +247,7 @@ def _account(parent: _Node, name: str) -> SmsAccountConfig:
             account_sid=node.required_text("account_sid"),
             auth_token=node.required_text("auth_token"),
             timeout=node.duration("timeout", 15.0, low=0.1) or 15.0,
+            refused_pause=node.duration("refused_pause", 60.0, low=0.1) or 60.0,
         )
     node.check_keys(_KANNEL_FIELDS)
     dlr_key = node.text("dlr_key")
@@ -257,6 +262,7 @@ def _account(parent: _Node, name: str) -> SmsAccountConfig:
         password=node.required_text("password"),
         dlr_key=dlr_key,
         timeout=node.duration("timeout", 15.0, low=0.1) or 15.0,
+        refused_pause=node.duration("refused_pause", 60.0, low=0.1) or 60.0,
     )
 
 

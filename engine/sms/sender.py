@@ -100,6 +100,9 @@ class Sender(MessageTasks):
         out = Outgoing(message.id, message.address, message.sender, message.body, seg)
         parts = [WHOLE] if channel.whole_message else list(range(1, len(seg.segments) + 1))
         async with self._slots[message.account]:
+            paused = channel.paused_until - asyncio.get_running_loop().time()
+            if paused > 0:  # the carrier refused the account (401/403): wait, no try spent
+                await asyncio.sleep(paused)  # (a stop cancels it after its grace)
             if self.closing:
                 return
             done = await self.store.parts_done(message.id) if message.tries else set()
@@ -140,12 +143,15 @@ class Sender(MessageTasks):
             message.in_doubt = True
         if not failure.retryable:
             status = "rejected"
-        elif message.tries >= attempts:
+        elif message.tries >= attempts and not failure.account_refused:
             status = "failed"
         else:
             status = "deferred"
-            # Never sooner than the carrier asked (a 429's Retry-After).
+            # Never sooner than the carrier asked (a 429's Retry-After); a refused
+            # account is tried again when its pause ends.
             delay = max(after * (2 ** (message.tries - 1)), failure.retry_after or 0.0)
+            if failure.account_refused:
+                delay = failure.retry_after or after
             message.not_before = datetime.now(UTC) + timedelta(seconds=delay)
             fields["next_attempt_at"] = message.not_before
         self.store.set_message_status(message.id, status, failure.reason, **fields)

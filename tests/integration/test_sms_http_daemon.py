@@ -257,13 +257,15 @@ def twilio() -> Iterator[FakeTwilio]:
 
 
 class TwilioDaemon:
-    def __init__(self, tmp_path: Path, fake: FakeTwilio, campaign: str = CAMPAIGN) -> None:
+    def __init__(
+        self, tmp_path: Path, fake: FakeTwilio, campaign: str = CAMPAIGN, account_extra: str = ""
+    ) -> None:
         self.port = http_port()
         self.public = f"http://127.0.0.1:{self.port}"
         sms = (
             "sms:\n  accounts:\n    tw1:\n      type: twilio\n"
             f"      url: {fake.base_url}\n      account_sid: {SID}\n"
-            f"      auth_token: {TOKEN}\n      timeout: 5s\n" + sms_common()
+            f"      auth_token: {TOKEN}\n      timeout: 5s\n" + account_extra + sms_common()
         )
         self.daemon = Daemon(tmp_path, free_port(), campaign, tmp_path / "none.wav",
                              extra=http_section(self.port) + sms)  # fmt: skip
@@ -429,6 +431,39 @@ def test_twilio_throttled_then_taken_and_refused(tmp_path: Path, twilio: FakeTwi
         assert twilio.callback_answers == [200] * 4 and unknown_receipts(daemon) == []
         report = daemon("sms.report", campaign="edge")
         assert report["rejected"] == 1 and report["delivered"] == 2
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_an_account_refused_by_twilio_pauses_and_loses_nothing(
+    tmp_path: Path, twilio: FakeTwilio
+) -> None:
+    """HTTP 401 is about our credentials, not the message: the account pauses
+    (refused_pause), the other messages wait instead of each being refused,
+    and the refused one is sent once the API takes us again, however many
+    401s that takes (more than the 3 tries a notification has)."""
+    first, second, third = "+12125550401", "+12125550402", "+12125550403"
+    twilio.script = {first: [(401, 20003)] * 4}
+    td = TwilioDaemon(tmp_path, twilio, account_extra="      refused_pause: 0.5s\n")
+    daemon = td.daemon.start()
+    try:
+        sent = daemon("sms.send", number=first, text="Your code is 1.")
+        until(lambda: twilio.requests[first] == 1, 5, "the first 401")
+        refused_at = time.monotonic()
+        others = [daemon("sms.send", number=n, text="Your code is 2.") for n in (second, third)]
+        until(lambda: daemon("sms.show", id=sent["id"])["status"] == "delivered", 15,
+              "the refused message delivered in the end")  # fmt: skip
+        shown = daemon("sms.show", id=sent["id"])
+        assert twilio.requests[first] == 5 and len(twilio.sent_to(first)) == 1
+        assert shown["tries"] == 5
+        deferred = [h for h in shown["history"] if h["status"] == "deferred"]
+        assert len(deferred) == 4 and all("refused the account" in h["detail"] for h in deferred)
+        for other, number in zip(others, (second, third), strict=True):
+            until(lambda o=other: daemon("sms.show", id=o["id"])["status"] == "delivered", 10,
+                  "the waiting messages delivered")  # fmt: skip
+            assert twilio.requests[number] == 1  # each sent once, after a pause
+            assert twilio.times[number][0] - refused_at >= 0.3
+        assert daemon("sms.report")["rejected"] == 0
     finally:
         assert daemon.stop() == 0
 
