@@ -33,6 +33,7 @@ sms:
   optout_list: sms-optout         # DNC list (kind optout) that STOP adds to
   reply_window: 24h               # replies thread to the last message sent this recently
   interaction_timeout: 1h         # an interaction closes after this long without a reply
+  notification_retry: {attempts: 3, after: 60s}   # notifications' temporary failures
   stop_reply: "You are unsubscribed and will get no more messages. Reply START to resubscribe."
   help_reply: "Reminders from Example Clinic. Reply STOP to unsubscribe."
   start_reply: "You are subscribed again. Reply STOP to unsubscribe."
@@ -114,6 +115,10 @@ class SmsConfig:
     start_reply: str = DEFAULT_START_REPLY
     senders: dict[str, SenderConfig] = field(default_factory=dict)
     templates: dict[str, str] = field(default_factory=dict)
+    # Notifications and keyword replies (no campaign): temporary failures retried
+    # this many times in all, the first after this long, doubling.
+    notification_attempts: int = 3
+    notification_retry_after: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +134,7 @@ class HttpConfig:
 
 _SMS_FIELDS = {
     "accounts",
+    "notification_retry",
     "default_account",
     "default_sender",
     "optout_list",
@@ -194,6 +200,12 @@ def parse_sms(top: _Node) -> SmsConfig | None:
         )
     window = node.duration("reply_window", 86_400.0, low=1.0)
     timeout = node.duration("interaction_timeout", 3_600.0, low=1.0)
+    attempts, retry_after = 3, 60.0
+    retry = node.mapping("notification_retry")
+    if retry is not None:
+        retry.check_keys({"attempts", "after"})
+        attempts = retry.number("attempts", int, 3, low=1)
+        retry_after = retry.duration("after", 60.0, low=0.1) or 60.0
     return SmsConfig(
         accounts=accounts,
         default_account=default,
@@ -206,6 +218,8 @@ def parse_sms(top: _Node) -> SmsConfig | None:
         start_reply=node.text("start_reply") or DEFAULT_START_REPLY,
         senders=_senders(node),
         templates=_templates(node),
+        notification_attempts=attempts,
+        notification_retry_after=retry_after,
     )
 
 

@@ -204,7 +204,10 @@ class SmsService:
     def _retry_of(self, campaign: str | None) -> tuple[int, float]:
         runner = self.runners.get(campaign) if campaign else None
         if runner is None:
-            return DEFAULT_RETRY
+            cfg = self.cfg
+            if cfg is None:
+                return DEFAULT_RETRY
+            return cfg.notification_attempts, cfg.notification_retry_after
         return runner.cfg.retry_attempts, runner.cfg.retry_after
 
     # -------------------------------------------------------------- campaigns

@@ -79,6 +79,13 @@ def test_sms_and_http_sections_parse(tmp_path: Path) -> None:
     assert cfg.sms.default_account == "smsc1" and cfg.sms.optout_list == "sms-optout"
     assert cfg.sms.senders["+15550100"].keywords == {"HOURS": "Open 9-17."}
     assert "secret" not in repr(smpp)  # secrets stay out of logs and reprs
+    assert cfg.sms.accounts["agg"].refused_pause == 60.0
+    assert (cfg.sms.notification_attempts, cfg.sms.notification_retry_after) == (3, 60.0)
+    tuned = BASE.replace("      auth_token: tok\n", "      auth_token: tok\n      refused_pause: 5m\n")
+    tuned += "  notification_retry: {attempts: 5, after: 10s}\n"
+    cfg = config_of(tmp_path, tuned)
+    assert cfg.sms is not None and cfg.sms.accounts["agg"].refused_pause == 300.0
+    assert (cfg.sms.notification_attempts, cfg.sms.notification_retry_after) == (5, 10.0)
 
 
 SMS_ERRORS = [
@@ -93,6 +100,12 @@ SMS_ERRORS = [
      "sms.senders.+15550100.keywords", "built in"),
     ('    code: "Your code is {code}."', '    code: "Your code is {code"', "sms.templates.code",
      "template line 1"),
+    ("      auth_token: tok\n", "      auth_token: tok\n      refused_pause: never\n",
+     "sms.accounts.agg.refused_pause", "'never'"),
+    ('  default_sender: "+15550100"', '  notification_retry: {attempts: 0}',
+     "sms.notification_retry.attempts", "at least 1"),
+    ('  default_sender: "+15550100"', '  notification_retry: {tries: 2}',
+     "sms.notification_retry.tries", "unknown"),
     ("  listen: 127.0.0.1:8089", "  listen: localhost", "http.listen", "HOST:PORT"),
     ("  listen: 127.0.0.1:8089", "  listen: example.com:80", "http.listen", "IP address"),
 ]  # fmt: skip
