@@ -81,7 +81,9 @@ def test_sms_and_http_sections_parse(tmp_path: Path) -> None:
     assert "secret" not in repr(smpp)  # secrets stay out of logs and reprs
     assert cfg.sms.accounts["agg"].refused_pause == 60.0
     assert (cfg.sms.notification_attempts, cfg.sms.notification_retry_after) == (3, 60.0)
-    tuned = BASE.replace("      auth_token: tok\n", "      auth_token: tok\n      refused_pause: 5m\n")
+    tuned = BASE.replace(
+        "      auth_token: tok\n", "      auth_token: tok\n      refused_pause: 5m\n"
+    )
     tuned += "  notification_retry: {attempts: 5, after: 10s}\n"
     cfg = config_of(tmp_path, tuned)
     assert cfg.sms is not None and cfg.sms.accounts["agg"].refused_pause == 300.0
