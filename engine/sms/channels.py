@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -80,6 +80,9 @@ class Outgoing:
     segmented: SegmentedMessage
 
 
+BeforeSend = Callable[[], Awaitable[None]] | None
+
+
 class Channel(Protocol):
     name: str
     whole_message: bool  # True: one request for the whole text (part 0)
@@ -87,7 +90,11 @@ class Channel(Protocol):
 
     async def start(self) -> None: ...
     async def close(self) -> None: ...
-    async def submit(self, out: Outgoing, part: int) -> str: ...
+    async def submit(self, out: Outgoing, part: int, before_send: BeforeSend = None) -> str:
+        """Send `part`; ``before_send`` is awaited just before the request or PDU
+        leaves (after any wait for the carrier's window or pacing)."""
+        ...
+
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -162,12 +169,12 @@ class SmppChannel:
     async def close(self) -> None:
         await self.account.close()
 
-    async def submit(self, out: Outgoing, part: int) -> str:
+    async def submit(self, out: Outgoing, part: int, before_send: BeforeSend = None) -> str:
         parts = self._parts.get(out.message_id)
         if parts is None:
             parts = self._parts[out.message_id] = short_messages(out)
         try:
-            carrier_id = await self.account.submit(parts[part - 1])
+            carrier_id = await self.account.submit(parts[part - 1], before_send)
         except SubmitRejectedError as exc:
             raise SendFailure(str(exc), retryable=exc.retryable) from None
         except (SubmitNotAcknowledgedError, SmppStateError) as exc:
@@ -229,8 +236,10 @@ class HttpChannel:
         if self.session is not None:
             await self.session.close()
 
-    async def submit(self, out: Outgoing, part: int) -> str:
+    async def submit(self, out: Outgoing, part: int, before_send: BeforeSend = None) -> str:
         del part  # always the whole message
+        if before_send is not None:
+            await before_send()
         try:
             if self._twilio is not None:
                 sent = await self._twilio.send(

@@ -2,15 +2,16 @@
 happened, whatever message it is (a campaign's, a notification, a keyword's
 confirmation).
 
-For each message: `submitting` is committed, then every segment the carrier
-has not yet accepted is submitted (a segment it accepted has a message_parts
-row, so after a crash only the others go again), each accepted segment is
-recorded as soon as it is accepted (the last one in the same write as the
-message's `submitted` status: one group write fewer a message), and the
-message becomes `submitted`. A refusal is `rejected` with
+For each message: `submitting` is committed when the carrier's window (or
+pacing) has room for its first PDU and just before that PDU leaves, then every
+segment the carrier has not yet accepted is submitted (a segment it accepted
+has a message_parts row, so after a crash only the others go again), each
+accepted segment is recorded as soon as it is accepted (the last one in the
+same write as the message's `submitted` status: one group write fewer a
+message), and the message becomes `submitted`. A refusal is `rejected` with
 the carrier's words; a temporary failure (throttled, queue full, 429/5xx, no
-answer) is `deferred` to a retry time, up to the retry attempts,
-then `failed`. No answer at all sets `in_doubt`: the carrier may hold it.
+answer) is `deferred` to a retry time, up to the retry attempts, then
+`failed`. No answer to a PDU that left sets `in_doubt`: the carrier may hold it.
 """
 
 from __future__ import annotations
@@ -106,13 +107,25 @@ class Sender(MessageTasks):
             if self.closing:
                 return
             done = await self.store.parts_done(message.id) if message.tries else set()
-            await self.store.message_status(message.id, "submitting", None, tries="+1")
-            message.tries += 1
             todo = [part for part in parts if part not in done]
             first: str | None = None
+            marked = written = False
+
+            async def before_send() -> None:
+                # `submitting` commits when the carrier's window has room and the
+                # PDU (or request) goes right after: a message still waiting for
+                # the window is never marked, so never taken as in doubt.
+                nonlocal marked, written
+                if not marked:
+                    await self.store.message_status(message.id, "submitting", None, tries="+1")
+                    message.tries += 1
+                    marked = True
+                written = True
+
             try:
                 for i, part in enumerate(todo):
-                    carrier_id = await channel.submit(out, part)
+                    written = False
+                    carrier_id = await channel.submit(out, part, before_send)
                     first = first or carrier_id
                     if i < len(todo) - 1:
                         self.store.record_part(message.id, part, message.account, carrier_id)
@@ -121,7 +134,9 @@ class Sender(MessageTasks):
                             message.id, part, message.account, carrier_id, {"carrier_id": first}
                         )
             except SendFailure as failure:
-                self._failed(message, failure)
+                if not written:  # it never left: not in doubt, and still one try spent
+                    failure.in_doubt = False
+                self._failed(message, failure, spent=not marked)
                 return
         if not todo:  # every part was accepted before (a crash before `submitted`)
             self.store.set_message_status(message.id, "submitted", {"carrier_id": first})
@@ -135,9 +150,13 @@ class Sender(MessageTasks):
             segments=len(parts),
         )
 
-    def _failed(self, message: Pending, failure: SendFailure) -> None:
+    def _failed(self, message: Pending, failure: SendFailure, *, spent: bool = False) -> None:
+        """`spent`: the try is counted here (it failed before `submitting`)."""
         attempts, after = self.retry_of(message.campaign)
         fields: dict[str, Any] = {"error": failure.reason}
+        if spent:
+            fields["tries"] = "+1"
+            message.tries += 1
         if failure.in_doubt:
             fields["in_doubt"] = 1
             message.in_doubt = True

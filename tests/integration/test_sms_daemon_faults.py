@@ -93,12 +93,14 @@ def test_kill_9_mid_campaign_loses_nothing_and_resends_only_the_unanswered(
         doubt = check_once_or_in_doubt(daemon, smsc, numbers)
         in_doubt = {str(m["address"])[1:] for m in messages(daemon) if m["in_doubt"]}
         # Every submit left without an answer went again, flagged; nothing the
-        # SMSC had answered was sent twice. (Messages marked `submitting` that
-        # were still waiting for a window slot are flagged too: at most the
-        # sender's 2 x window x binds.)
+        # SMSC had answered was sent twice; and the messages still waiting for a
+        # window slot were not marked, so not flagged: the flagged are the
+        # unanswered (a PDU written in the instant before the kill may not have
+        # reached the SMSC: flagged, rightly, as the daemon cannot know).
+        print(f"\nunanswered {len(unanswered)}, in doubt {len(in_doubt)}")
         assert unanswered and unanswered <= in_doubt
         assert not answered & in_doubt
-        assert doubt <= 2 * 10 * 2
+        assert len(in_doubt - unanswered) <= 2 and doubt == len(in_doubt)
         report = daemon("sms.report", campaign="reminders")
         assert report["in_doubt"] == doubt and report["queued"] == 0
     finally:

@@ -34,7 +34,7 @@ import functools
 import logging
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from carriers.sms.pacing import Backoff, TokenBucket
@@ -218,16 +218,21 @@ class SmppAccount:
         latest = max(down, key=lambda b: b.error_at)
         return f"{latest.label}: {latest.last_error}"
 
-    async def submit(self, message: ShortMessage) -> str:
+    async def submit(
+        self, message: ShortMessage, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> str:
         """Submit on the least busy bound bind; returns the SMSC's message id. See
-        the module docstring for what each error means to the caller."""
+        the module docstring for what each error means to the caller.
+        ``before_send``: awaited when the PDU is about to be written (after the
+        pacing and the window's room; `SmppClient.submit`); it may be awaited again
+        if that bind ends before the write and another one takes the message."""
         if self.config.session.mode is BindMode.RECEIVER:
             raise SmppStateError(f"SMPP account {self.config.name} binds as receiver only")
         while True:
             bind = await self._acquire()
             try:
                 await self._pace(bind)
-                return await self._submit_on(bind, message)
+                return await self._submit_on(bind, message, before_send)
             except _NotSent:
                 continue
             finally:
@@ -423,13 +428,18 @@ class SmppAccount:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    async def _submit_on(self, bind: _Bind, message: ShortMessage) -> str:
+    async def _submit_on(
+        self,
+        bind: _Bind,
+        message: ShortMessage,
+        before_send: Callable[[], Awaitable[None]] | None = None,
+    ) -> str:
         client = bind.client
         resting = bind.paused_until > asyncio.get_running_loop().time()
         if client is None or not bind.is_bound or resting:
             raise _NotSent  # a bind told to slow down takes no more, even those it was given
         try:
-            message_id = await client.submit(message)
+            message_id = await client.submit(message, before_send)
         except SmppStateError:
             # SmppClient raises this only before anything was written.
             raise _NotSent from None

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from carriers.sms.smpp.errors import (
     SmppBindError,
@@ -105,11 +105,28 @@ class SmppClient:
     def closed(self) -> bool:
         return self.session.closed
 
-    async def submit(self, message: ShortMessage) -> str:
+    async def submit(
+        self, message: ShortMessage, before_send: Callable[[], Awaitable[None]] | None = None
+    ) -> str:
         """Submit one message, waiting for room in the window first. Returns the SMSC's
         message id; raises `SubmitRejectedError` (check ``retryable``) or
-        `SubmitNotAcknowledgedError`, or `SmppStateError` once the bind has ended."""
+        `SubmitNotAcknowledgedError`, or `SmppStateError` once the bind has ended.
+
+        ``before_send`` is awaited once the window has room for this message (the
+        slot is held for it) and just before the PDU is written: the caller's
+        "about to send" (a durable `submitting`) is then never written for a
+        message still waiting, so only a message it was written for can be in doubt.
+        """
         await self._slot()
+        if before_send is not None:
+            self._reserved += 1  # the slot stays ours while the caller's write commits
+            try:
+                await before_send()
+            except BaseException:
+                self._reserved -= 1
+                self._wake()  # the slot goes to the next in line
+                raise
+            self._reserved -= 1
         if self.session.closed or self._finished.done():
             raise SmppStateError(f"the bind has ended: {self.close_reason or 'unbound'}")
         handle = self.session.submit(message, self._loop.time())
