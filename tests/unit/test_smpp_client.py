@@ -74,3 +74,44 @@ async def test_closing_fails_the_in_flight_and_the_queued() -> None:
     with pytest.raises(SmppStateError, match="closed by the SMSC"):
         await client.submit(MSG)
     await client.close()
+
+
+async def test_before_send_runs_once_the_window_has_room_and_holds_the_slot() -> None:
+    """The sender's "about to send" write: never for a message still waiting for
+    the window; while it is awaited no other submit takes its slot; one that
+    fails passes the slot on and writes nothing."""
+    client = bound_client(window=1)
+    calls: list[str] = []
+    gate = asyncio.Event()
+
+    def hook(name: str, *, wait: bool = False, fail: bool = False):  # type: ignore[no-untyped-def]
+        async def before_send() -> None:
+            calls.append(name)
+            if wait:
+                await gate.wait()
+            if fail:
+                raise RuntimeError("the store is down")
+
+        return before_send
+
+    first = asyncio.create_task(client.submit(MSG, hook("first")))
+    second = asyncio.create_task(client.submit(MSG, hook("second", wait=True)))
+    third = asyncio.create_task(client.submit(MSG, hook("third", fail=True)))
+    fourth = asyncio.create_task(client.submit(MSG, hook("fourth")))
+    await settle()
+    assert calls == ["first"] and client.session.outstanding == 1
+    answer(client, 2, "a")
+    await settle()
+    assert calls == ["first", "second"]  # the slot is second's while its write runs
+    assert client.session.outstanding == 0 and not third.done()
+    gate.set()
+    await settle()
+    assert client.session.outstanding == 1
+    answer(client, 3, "b")
+    await settle()
+    with pytest.raises(RuntimeError, match="store is down"):
+        await third
+    assert calls == ["first", "second", "third", "fourth"] and client.session.outstanding == 1
+    answer(client, 4, "d")  # third wrote nothing: fourth's PDU is the next sequence
+    assert list(await asyncio.gather(first, second, fourth)) == ["a", "b", "d"]
+    await client.close()
