@@ -168,6 +168,16 @@ class _Node:
                 extra = f" (did you mean '{hint}'?)" if hint else ""
                 raise self.error(key, f"unknown field{extra}; expected one of {sorted(allowed)}")
 
+    def retry(self, key: str, attempts: int, after: float) -> tuple[int, float]:
+        """A `{attempts: N, after: DURATION}` mapping under `key` (tries in all,
+        the first retry's wait), each part defaulting to the values given."""
+        node = self.mapping(key)
+        if node is None:
+            return attempts, after
+        node.check_keys({"attempts", "after"})
+        tries = node.number("attempts", int, attempts, low=1)
+        return tries, node.duration("after", after, low=0.1) or after
+
 
 def _kind(node: yaml.Node) -> str:
     return {"MappingNode": "mapping", "SequenceNode": "list"}.get(type(node).__name__, "scalar")

@@ -120,7 +120,7 @@ def parse_sms_campaign(m: _Node, file: Path, config: DaemonConfig) -> SmsCampaig
     if max_segments > 255:
         raise m.error("max_segments", f"concatenation allows 255 segments, got {max_segments}")
     mps, sps = _throughput(m)
-    attempts, after = _retry(m)
+    attempts, after = m.retry("retry", 3, 300.0)
     dnc_lists, _ = _dnc_lists(m)
     optout = (m.text("optout_list") or sms.optout_list).strip()
     hours = parse_hours_config(m)
@@ -195,16 +195,6 @@ def _throughput(m: _Node) -> tuple[float | None, float | None]:
             raise node.error(key, f"must be above 0, got {value:g}")
         out.append(value)
     return out[0], out[1]
-
-
-def _retry(m: _Node) -> tuple[int, float]:
-    node = m.mapping("retry")
-    if node is None:
-        return 3, 300.0
-    node.check_keys({"attempts", "after"})
-    attempts = node.number("attempts", int, 3, low=1)
-    after = node.duration("after", 300.0, low=0.1) or 300.0
-    return attempts, after
 
 
 def sms_definition(c: SmsCampaignConfig) -> dict[str, Any]:

@@ -200,12 +200,7 @@ def parse_sms(top: _Node) -> SmsConfig | None:
         )
     window = node.duration("reply_window", 86_400.0, low=1.0)
     timeout = node.duration("interaction_timeout", 3_600.0, low=1.0)
-    attempts, retry_after = 3, 60.0
-    retry = node.mapping("notification_retry")
-    if retry is not None:
-        retry.check_keys({"attempts", "after"})
-        attempts = retry.number("attempts", int, 3, low=1)
-        retry_after = retry.duration("after", 60.0, low=0.1) or 60.0
+    attempts, retry_after = node.retry("notification_retry", 3, 60.0)
     return SmsConfig(
         accounts=accounts,
         default_account=default,
