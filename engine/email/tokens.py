@@ -62,6 +62,8 @@ def read_token(secret: bytes, purpose: str, token: str) -> int | None:
         return None
     if len(raw) != 8 + _MAC_BYTES:
         return None
+    if base64.b32encode(raw).decode("ascii").rstrip("=") != text:
+        return None  # a spelling that differs only in the unused trailing bit
     message_id = int.from_bytes(raw[:8], "big")
     if not hmac.compare_digest(raw[8:], _mac(secret, purpose, message_id)):
         return None
