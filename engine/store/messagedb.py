@@ -246,7 +246,9 @@ def set_status(
     params["m_id"] = message_id
     row = _status_update(keys, plus_try).first(conn, params)
     _event(conn, message_id, status, now, detail)
-    if row is not None and row[0] is not None and row[1] is not None:
+    # The contact is `sending` from its message's creation; `submitting` says
+    # nothing new about it, so its row is left until the carrier answers.
+    if status != "submitting" and row is not None and row[0] is not None and row[1] is not None:
         _follow_contact(conn, row[0], row[1], status, now, values.get("error"))
 
 
