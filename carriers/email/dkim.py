@@ -66,7 +66,9 @@ MIN_RSA_BITS = 1024  # RFC 8301 section 3.2: signers MUST use at least 1024 bits
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DNS_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_WSP_RUN = re.compile(rb"[ \t]+")
+# A run of WSP that is not already one SP (a single SP is left as it is, so a
+# line of words costs no substitution).
+_WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")
 _WSP_AT_LINE_END = re.compile(rb"[ \t]+(?=\r\n|\Z)")
 _FOLD_WIDTH = 76  # RFC 5322 section 2.1.1: lines SHOULD stay within 78 characters
 
@@ -173,7 +175,10 @@ def canonicalize_header_relaxed(header_field: bytes) -> bytes:
     colon and at the end of the value removed.
     """
     name, _, value = header_field.partition(b":")
-    value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
+    value = value.replace(b"\r\n", b"")
+    if b"\t" in value or b"  " in value:
+        value = _WSP_RUN.sub(b" ", value)
+    value = value.strip(b" ")
     return name.rstrip(b" \t").lower() + b":" + value + b"\r\n"
 
 
@@ -187,7 +192,10 @@ def canonicalize_body_relaxed(body: bytes) -> bytes:
     WSP goes too: the body then hashes as it will once SMTP has ended it
     with CRLF.
     """
-    body = _WSP_RUN.sub(b" ", _WSP_AT_LINE_END.sub(b"", body))
+    if b" \r\n" in body or b"\t\r\n" in body or body.endswith((b" ", b"\t")):
+        body = _WSP_AT_LINE_END.sub(b"", body)
+    if b"\t" in body or b"  " in body:
+        body = _WSP_RUN.sub(b" ", body)
     end = len(body)
     while body.endswith(b"\r\n", 0, end):
         end -= 2

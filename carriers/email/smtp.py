@@ -174,10 +174,16 @@ def dot_stuffed(data: bytes) -> bytes:
     """The message as DATA sends it: CRLF line ends (RFC 5321 section 2.3.8: no
     bare CR or LF), a dot doubled at the start of a line (section 4.5.2), and
     the terminating CRLF.CRLF."""
-    text = _LINE_BREAK.sub(b"\r\n", data)
+    crlf = data.count(b"\r\n")
+    if crlf == data.count(b"\n") == data.count(b"\r"):  # CRLF only (what we compose)
+        text = data
+    else:
+        text = _LINE_BREAK.sub(b"\r\n", data)
     if text and not text.endswith(b"\r\n"):
         text += b"\r\n"
-    return _LEADING_DOT.sub(b"..", text) + b".\r\n"
+    if text.startswith(b".") or b"\n." in text:
+        text = _LEADING_DOT.sub(b"..", text)
+    return text + b".\r\n"
 
 
 def _full_reply(code: int, message: str) -> str:
@@ -497,9 +503,19 @@ class SmtpPool:
         content_sent = False
         try:
             options, encoding = self._mail_options(smtp, mail_from, rcpt, data)
-            await smtp.mail(mail_from, options=options, encoding=encoding)
+            # MAIL and RCPT through execute_command with the addresses as given
+            # (`send` checked them: no spaces, brackets or controls), not
+            # smtp.mail/rcpt, which re-parse each address with email.utils.
+            extra = [option.encode("ascii") for option in options]
+            reply = await smtp.execute_command(
+                b"MAIL", b"FROM:<" + mail_from.encode(encoding) + b">", *extra
+            )
+            if reply.code != 250:
+                raise _reply_error(reply.code, reply.message, stage)
             stage = SmtpStage.RCPT
-            await smtp.rcpt(rcpt, encoding=encoding)
+            reply = await smtp.execute_command(b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
+            if reply.code not in (250, 251):
+                raise _reply_error(reply.code, reply.message, stage)
             stage = SmtpStage.DATA
             reply = await smtp.execute_command(b"DATA")
             if reply.code != 354:
