@@ -265,7 +265,7 @@ def test_preview_skip_accept_wrapup_codes_dnc_and_a_callback_to_its_agent(tmp_pa
         assert progress["done"] == 1 and progress["retry"] == 1  # b sold; a later
 
 
-PREDICTIVE_S = 150.0
+PREDICTIVE_S = 110.0
 
 
 @pytest.mark.timeout(PREDICTIVE_S + 120)
@@ -312,7 +312,7 @@ def test_predictive_with_ten_agents_holds_the_abandon_target(tmp_path: Path) -> 
         rate = len(abandoned) / live
         print(f"\npredictive: {len(attempts)} dials, {live} live answers, "
               f"{len(abandoned)} abandons ({rate:.2%}), max level {max(levels):.2f}")  # fmt: skip
-        assert live >= 80, "too few answers for the run to mean anything"
+        assert live >= 70, "too few answers for the run to mean anything"
         assert rate <= 0.03
         assert len(daemon("report.abandons", campaign="sales")) == len(abandoned)
         assert all(a["answer_to_agent_ms"] < 2000 for a in bridged)
