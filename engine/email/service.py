@@ -281,10 +281,6 @@ class EmailService:
         if relay_name not in cfg.relays:
             raise BadRequest(f"relay: no relay {relay_name!r} (known: {', '.join(cfg.relays)})")
         now = datetime.now(UTC)
-        listed = await self.store.dnc_addresses([to], now, lists=[cfg.optout_list,
-                                                                  cfg.bounce_list])  # fmt: skip
-        if to in listed:
-            raise InvalidState(f"{to} may not be emailed ({listed[to].reason})")
         subject_text, text_part, html_part = filled
         values = {
             "channel": "email", "address": to, "sender": sender or cfg.sender,
@@ -292,7 +288,14 @@ class EmailService:
             "subject": subject_text, "message_ref": message_ref(cfg.domain),
             "template": template, "segments": 1,
         }  # fmt: skip
-        message_id = await self.store.create_message(values)
+        # The opt-out and bounce lists checked and the message written in one
+        # transaction: an unsubscribe cannot land between the two.
+        created = await self.store.create_message_unless_listed(
+            values, [cfg.optout_list, cfg.bounce_list]
+        )
+        if not isinstance(created, int):
+            raise InvalidState(f"{to} may not be emailed ({created.reason})")
+        message_id = created
         self.sender.schedule(EmailPending.of({**values, "id": message_id, "created_at": now}))
         self.bus.publish("email.queued", id=message_id, to=to)
         return {"id": message_id, "to": to, "status": "queued", "subject": subject_text}

@@ -14,11 +14,12 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
 from engine.errors import BadRequest
 from engine.store import compliancedb
-from engine.store.dnc import _list, resolve
+from engine.store.dnc import _LIST_ID, _list, resolve
+from engine.store.prepared import Prepared
 from engine.store.queries import iso
 from engine.store.schema import dnc_addresses, dnc_lists
 from engine.store.types import DncHit
@@ -113,3 +114,31 @@ def listed(
             if addr not in best or rank[lid] < best[addr][0]:
                 best[addr] = (rank[lid], DncHit(name, kind, source, expires))
     return {wanted[a]: hit for a, (_, hit) in best.items()}
+
+
+# One address against named lists, as an email notification is checked:
+# prepared (engine/store/prepared.py), a hit then read in full by `listed`.
+_ADDRESS_LISTS = Prepared(
+    select(A.list_id).where(
+        A.address == bindparam("address"),
+        or_(A.expires_at.is_(None), A.expires_at > bindparam("now", type_=A.expires_at.type)),
+    ),
+    ("address", "now"),
+)
+
+
+def address_listed(
+    conn: Connection, address: str, now: datetime, lists: Sequence[str]
+) -> DncHit | None:
+    """`listed` for one address on named lists: its hit, or None."""
+    ids = set()
+    for name in lists:
+        row = _LIST_ID.first(conn, {"name": name})
+        if row is None:
+            resolve(conn, lists)  # raises NotFound naming every missing list
+        else:
+            ids.add(row[0])
+    key = address.strip().lower()
+    if not any(lid in ids for (lid,) in _ADDRESS_LISTS.all(conn, {"address": key, "now": now})):
+        return None
+    return listed(conn, [address], now, lists).get(address)

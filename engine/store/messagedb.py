@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from engine.errors import NotFound
-from engine.store import dnc
+from engine.store import dnc, emaildnc
 from engine.store.prepared import Prepared
 from engine.store.queries import CampaignIds, iso
 from engine.store.schema import (
@@ -214,10 +214,14 @@ def create(
 def create_unless_listed(
     conn: Connection, values: Mapping[str, Any], lists: Sequence[str], now: datetime
 ) -> int | DncHit:
-    """A notification: its address checked against `lists` and, unless listed
-    there (the hit is returned, nothing written), the message created, in one
-    transaction: no opt-out can slip in between the check and the message."""
-    hit = dnc.number_listed(conn, values["address"], now, lists)
+    """A notification: its address (a number, or an email address for the
+    email channel) checked against `lists` and, unless listed there (the hit
+    is returned, nothing written), the message created, in one transaction:
+    no opt-out can slip in between the check and the message."""
+    if values.get("channel") == "email":
+        hit = emaildnc.address_listed(conn, values["address"], now, lists)
+    else:
+        hit = dnc.number_listed(conn, values["address"], now, lists)
     if hit is not None:
         return hit
     return create(conn, CampaignIds(), values, None, now)

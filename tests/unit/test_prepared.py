@@ -222,3 +222,32 @@ async def test_a_notification_is_created_unless_its_number_is_listed(
     assert db.execute("SELECT id, address FROM messages ORDER BY id").fetchall() == [
         (other, "+12125550101"), (later, "+12125550102")
     ]  # fmt: skip
+
+
+async def test_an_email_notification_is_created_unless_its_address_is_listed(
+    tmp_path: Path, store: Store
+) -> None:
+    """The email notification path: the address (any capitals) checked against
+    the opt-out and bounce lists and the message written in one transaction."""
+    now = datetime.now(UTC)
+    await store.dnc_create_list("email-optout", "optout")
+    await store.dnc_create_list("email-bounces", "optout")
+    await store.dnc_create_list("other", "internal")
+    await store.dnc_add_address("Ann@Example.org", list="email-bounces", source="bounce")
+    await store.dnc_add_address("bob@example.org", list="other", source="manual")
+    row = {"channel": "email", "sender": "s@x.test", "account": "relay", "body": "hi",
+           "subject": "Hi"}  # fmt: skip
+    lists = ["email-optout", "email-bounces"]
+    hit = await store.create_message_unless_listed({**row, "address": "ann@example.org"}, lists)
+    assert isinstance(hit, DncHit) and (hit.list, hit.source) == ("email-bounces", "bounce")
+    assert hit == (await store.dnc_addresses(["ann@example.org"], now, lists))["ann@example.org"]
+    bob = await store.create_message_unless_listed({**row, "address": "bob@example.org"}, lists)
+    assert isinstance(bob, int)
+    # A number-shaped address is looked for among addresses, not numbers.
+    await store.dnc_add("+12125550100", list="email-optout", source="sms")
+    digits = await store.create_message_unless_listed({**row, "address": "+12125550100"}, lists)
+    assert isinstance(digits, int)
+    db = sqlite3.connect(tmp_path / "store.db")
+    assert db.execute("SELECT id, address FROM messages ORDER BY id").fetchall() == [
+        (bob, "bob@example.org"), (digits, "+12125550100")
+    ]  # fmt: skip
