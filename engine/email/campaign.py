@@ -91,12 +91,7 @@ def parse_email_campaign(m: _Node, file: Path, config: DaemonConfig) -> EmailCam
         mps = throughput.scalar("messages_per_second", float)
         if mps is not None and mps <= 0:
             raise throughput.error("messages_per_second", f"must be above 0, got {mps:g}")
-    attempts, after = 5, 300.0
-    retry = m.mapping("retry")
-    if retry is not None:
-        retry.check_keys({"attempts", "after"})
-        attempts = retry.number("attempts", int, 5, low=1)
-        after = retry.duration("after", 300.0, low=0.1) or 300.0
+    attempts, after = m.retry("retry", 5, 300.0)
     dnc_lists, _ = _dnc_lists(m)
     return EmailCampaignConfig(
         name=name, file=file.absolute(), contact_list=contact_list, relay=relay, sender=sender,

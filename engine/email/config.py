@@ -251,12 +251,7 @@ def parse_email(top: _Node, base: Path) -> EmailConfig | None:
     if url is not None and not url.startswith(("http://", "https://")):
         raise node.error("unsubscribe_url", f"expected an http(s) URL, got {url!r}")
     secret = Path(node.text("secret_file") or "var/email.secret").expanduser()
-    attempts, after = 5, 60.0
-    retry = node.mapping("retry")
-    if retry is not None:
-        retry.check_keys({"attempts", "after"})
-        attempts = retry.number("attempts", int, 5, low=1)
-        after = retry.duration("after", 60.0, low=0.1) or 60.0
+    attempts, after = node.retry("retry", 5, 60.0)
     return EmailConfig(
         domain=domain, sender=sender, relays=relays, default_relay=default,
         reply_to=_mailbox(node, "reply_to", False), dkim=_dkim(node, base),
