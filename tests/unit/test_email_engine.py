@@ -62,6 +62,10 @@ def test_email_section_parses(tmp_path: Path) -> None:
     )
     assert (cfg.relays["out"].port, cfg.relays["out"].tls) == (2525, "none")
     assert (cfg.optout_list, cfg.bounce_list) == ("email-optout", "email-bounces")
+    assert (cfg.retry_attempts, cfg.retry_after) == (5, 60.0)  # notifications' default
+    retried = config_of(tmp_path, BASE.replace("  relays:", "  retry: {after: 2m}\n  relays:"))
+    assert retried.email is not None
+    assert (retried.email.retry_attempts, retried.email.retry_after) == (5, 120.0)
 
 
 EMAIL_ERRORS = [
@@ -76,6 +80,8 @@ EMAIL_ERRORS = [
     ('      text: "Thanks {{ name }}"', '      text: "Thanks {{ name"', "email.templates.receipt",
      "text line 1"),
     ("  relays:", "  default_relay: other\n  relays:", "email.default_relay", "no relay"),
+    ("  relays:", "  retry: {attempts: 0}\n  relays:", "email.retry.attempts", "at least 1"),
+    ("  relays:", "  retry: {attempt: 3}\n  relays:", "email.retry.attempt", "attempts"),
 ]  # fmt: skip
 
 
@@ -101,6 +107,10 @@ def test_email_campaign_parses(tmp_path: Path) -> None:
     assert (cfg.name, cfg.relay, cfg.sender) == ("spring", "out", "Clinic <news@clinic.test>")
     assert cfg.template.columns == {"first_name"}
     assert cfg.checked_dnc_lists("email-bounces") == ("internal", "email-optout", "email-bounces")
+    assert (cfg.retry_attempts, cfg.retry_after) == (5, 300.0)
+    cfg = campaign_of(tmp_path, CAMPAIGN.replace("channel: email", "channel: email\nretry: "
+                                                 "{attempts: 2}"))  # fmt: skip
+    assert (cfg.retry_attempts, cfg.retry_after) == (2, 300.0)
 
 
 CAMPAIGN_ERRORS = [
@@ -113,6 +123,8 @@ CAMPAIGN_ERRORS = [
     ("{{ first_name }}</p>", "{{ first_name </p>", "html", "html line 1"),
     ("channel: email", "channel: email\nthroughput: {messages_per_second: 0}",
      "throughput.messages_per_second", "above 0"),
+    ("channel: email", "channel: email\nretry: {attempts: 3, after: soon}", "retry.after",
+     "duration"),
 ]  # fmt: skip
 
 
