@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import cProfile
 import csv
 import json
 import os
@@ -53,7 +52,7 @@ import psutil
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from benchmarks.sms_load import Tracker, cpu_of, cpu_self, wait_for
+from benchmarks.sms_load import Tracker, _names, cpu_of, cpu_self, run_profiled, wait_for
 from carriers.email.dkim import DEFAULT_SIGNED_HEADERS, DkimKey
 from engine.bus import EventBus
 from engine.config import load_config
@@ -352,17 +351,6 @@ async def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> 
     return results
 
 
-def _names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        names = [x for x in text.split(",") if x]
-        bad = [x for x in names if x not in allowed]
-        if bad:
-            raise argparse.ArgumentTypeError(f"{', '.join(bad)}: expected {', '.join(allowed)}")
-        return names
-
-    return parse
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--messages", type=int, default=3000, help="messages per case")
@@ -379,18 +367,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    import uvloop
-
-    if args.profile is None:
-        uvloop.run(run(args))
-        return
-    profile = cProfile.Profile()
-    profile.enable()
-    try:
-        uvloop.run(run(args))
-    finally:
-        profile.disable()
-        profile.dump_stats(args.profile)
+    run_profiled(run(args), args.profile)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -522,18 +522,24 @@ def main(argv: list[str] | None = None) -> None:
     if args.fake_twilio:
         serve_fake_twilio()
         return
+    run_profiled(run(args), args.profile)
+
+
+def run_profiled(main: Coroutine[Any, Any, Any], profile_to: Path | None) -> None:
+    """Run `main` on uvloop; with `profile_to`, under cProfile (the event loop
+    thread) with the stats written there."""
     import uvloop
 
-    if args.profile is None:
-        uvloop.run(run(args))
+    if profile_to is None:
+        uvloop.run(main)
         return
     profile = cProfile.Profile()
     profile.enable()
     try:
-        uvloop.run(run(args))
+        uvloop.run(main)
     finally:
         profile.disable()
-        profile.dump_stats(args.profile)
+        profile.dump_stats(profile_to)
 
 
 if __name__ == "__main__":

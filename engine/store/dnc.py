@@ -245,6 +245,17 @@ def number_listed(
     conn: Connection, number: str, now: datetime, lists: Sequence[str]
 ) -> DncHit | None:
     """`listed` for one number on named lists: its hit, or None."""
+    if not on_lists(conn, lists, _NUMBER_LISTS, {"number": number, "now": now}):
+        return None
+    return listed(conn, [number], now, lists).get(number)
+
+
+def on_lists(
+    conn: Connection, lists: Sequence[str], entries: Prepared, params: dict[str, Any]
+) -> bool:
+    """Whether `entries` (a prepared query of list ids: one number's or one
+    address's active entries) names one of `lists`. NotFound names every
+    list in `lists` that does not exist."""
     ids = set()
     for name in lists:
         row = _LIST_ID.first(conn, {"name": name})
@@ -252,9 +263,7 @@ def number_listed(
             resolve(conn, lists)  # raises NotFound naming every missing list
         else:
             ids.add(row[0])
-    if not any(lid in ids for (lid,) in _NUMBER_LISTS.all(conn, {"number": number, "now": now})):
-        return None
-    return listed(conn, [number], now, lists).get(number)
+    return any(lid in ids for (lid,) in entries.all(conn, params))
 
 
 def contacts_listed(

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 
 from engine.errors import BadRequest
 from engine.store import compliancedb
-from engine.store.dnc import _LIST_ID, _list, resolve
+from engine.store.dnc import _list, on_lists, resolve
 from engine.store.prepared import Prepared
 from engine.store.queries import iso
 from engine.store.schema import dnc_addresses, dnc_lists
@@ -131,14 +131,7 @@ def address_listed(
     conn: Connection, address: str, now: datetime, lists: Sequence[str]
 ) -> DncHit | None:
     """`listed` for one address on named lists: its hit, or None."""
-    ids = set()
-    for name in lists:
-        row = _LIST_ID.first(conn, {"name": name})
-        if row is None:
-            resolve(conn, lists)  # raises NotFound naming every missing list
-        else:
-            ids.add(row[0])
-    key = address.strip().lower()
-    if not any(lid in ids for (lid,) in _ADDRESS_LISTS.all(conn, {"address": key, "now": now})):
+    params = {"address": address.strip().lower(), "now": now}
+    if not on_lists(conn, lists, _ADDRESS_LISTS, params):
         return None
     return listed(conn, [address], now, lists).get(address)
