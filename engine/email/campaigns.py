@@ -97,6 +97,7 @@ class EmailCampaignRunner(MessageCampaignRunner):
                 "sender": self.cfg.sender, "account": self.cfg.relay, "body": text or "",
                 "html": html, "subject": subject, "message_ref": message_ref(self.domain),
                 "template": self.cfg.template_name, "segments": 1,
+                "created_at": datetime.now(UTC),
             }  # fmt: skip
             writes.append(loop.create_task(self._create(values)))
         if writes:
@@ -118,6 +119,6 @@ class EmailCampaignRunner(MessageCampaignRunner):
             return
         self.counts["queued"] += 1
         self.sender.schedule(EmailPending.of({
-            **values, "id": message_id, "campaign": self.name, "created_at": datetime.now(UTC),
+            **values, "id": message_id, "campaign": self.name,
         }))  # fmt: skip
         self._creating.discard(contact_id)

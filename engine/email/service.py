@@ -286,7 +286,7 @@ class EmailService:
             "channel": "email", "address": to, "sender": sender or cfg.sender,
             "account": relay_name, "body": text_part or "", "html": html_part,
             "subject": subject_text, "message_ref": message_ref(cfg.domain),
-            "template": template, "segments": 1,
+            "template": template, "segments": 1, "created_at": now,
         }  # fmt: skip
         # The opt-out and bounce lists checked and the message written in one
         # transaction: an unsubscribe cannot land between the two.
@@ -296,7 +296,7 @@ class EmailService:
         if not isinstance(created, int):
             raise InvalidState(f"{to} may not be emailed ({created.reason})")
         message_id = created
-        self.sender.schedule(EmailPending.of({**values, "id": message_id, "created_at": now}))
+        self.sender.schedule(EmailPending.of({**values, "id": message_id}))
         self.bus.publish("email.queued", id=message_id, to=to)
         return {"id": message_id, "to": to, "status": "queued", "subject": subject_text}
 

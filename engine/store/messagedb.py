@@ -191,7 +191,10 @@ def create(
         row["campaign_id"] = cid
     row.setdefault("status", "queued")
     row.setdefault("direction", "out")
-    row.update(created_at=now, updated_at=now)
+    # A caller may give created_at (email: the Date header it composes from,
+    # so a retry after a restart sends the same Date).
+    row.setdefault("created_at", now)
+    row["updated_at"] = now
     inserted = _insert_message(tuple(sorted(row))).first(conn, row)
     if inserted is None:
         found = conn.execute(

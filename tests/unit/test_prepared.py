@@ -251,3 +251,30 @@ async def test_an_email_notification_is_created_unless_its_address_is_listed(
     assert db.execute("SELECT id, address FROM messages ORDER BY id").fetchall() == [
         (bob, "bob@example.org"), (digits, "+12125550100")
     ]  # fmt: skip
+
+
+async def test_a_given_created_at_is_kept_so_a_retry_has_the_same_date(
+    tmp_path: Path, store: Store
+) -> None:
+    """An email's Date header is its created_at: the time the service composed
+    it with is the one stored, so a retry after a restart (composed from the
+    row) carries the same Date."""
+    from email.utils import format_datetime
+
+    from engine.email.sender import EmailPending
+
+    made = datetime(2026, 12, 4, 19, 0, 59, 999_999, tzinfo=UTC)  # a second boundary next
+    values = {"channel": "email", "address": "ann@example.org", "sender": "s@x.test",
+              "account": "relay", "body": "hi", "subject": "Hi", "message_ref": "<1@x.test>",
+              "created_at": made}  # fmt: skip
+    message_id = await store.create_message(values)
+    row = await store.email_outbound(message_id)
+    assert row is not None
+    again = EmailPending.of(row)
+    assert again.created_at == made
+    assert format_datetime(again.created_at) == "Fri, 04 Dec 2026 19:00:59 +0000"
+    sms = await store.create_message({"channel": "sms", "address": "+12125550100",
+                                      "sender": "s", "account": "a", "body": "hi"})  # fmt: skip
+    db = sqlite3.connect(tmp_path / "store.db")
+    (stamp,) = db.execute("SELECT created_at FROM messages WHERE id = ?", (sms,)).fetchone()
+    assert stamp is not None and not str(stamp).startswith("2026-12-04 19:00:59")
