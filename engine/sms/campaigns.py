@@ -16,7 +16,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from carriers.sms.encoding import segment
+from carriers.sms.encoding import SegmentedMessage, segment
 from carriers.sms.errors import SmsEncodingError
 from carriers.sms.pacing import TokenBucket
 from engine.compliance.campaign import calling_hours
@@ -112,11 +112,11 @@ class SmsCampaignRunner(MessageCampaignRunner):
                 "segments": len(seg.segments),
                 "template": self.cfg.template_name,
             }
-            writes.append(asyncio.get_running_loop().create_task(self._create(values)))
+            writes.append(asyncio.get_running_loop().create_task(self._create(values, seg)))
         if writes:
             await asyncio.gather(*writes)
 
-    async def _create(self, values: dict[str, Any]) -> None:
+    async def _create(self, values: dict[str, Any], seg: SegmentedMessage | None = None) -> None:
         contact_id = int(values["contact_id"])
         try:
             message_id = await self.store.create_message(values, campaign=self.name)
@@ -142,6 +142,7 @@ class SmsCampaignRunner(MessageCampaignRunner):
                 body=values["body"],
                 campaign=self.name,
                 contact_id=contact_id,
+                seg=seg,
             )
         )
         self._creating.discard(contact_id)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from carriers.sms.encoding import segment
+from carriers.sms.encoding import SegmentedMessage, segment
 from engine.messaging import MessageTasks
 from engine.sms.channels import WHOLE, Channel, Outgoing, SendFailure
 
@@ -50,6 +50,7 @@ class Pending:
     campaign: str | None = None
     contact_id: int | None = None
     not_before: datetime | None = None
+    seg: SegmentedMessage | None = None  # the body's segments, when the creator has them
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Pending:
@@ -97,7 +98,7 @@ class Sender(MessageTasks):
                 error=f"no SMS account {message.account!r}",
             )
             return
-        seg = segment(message.body)
+        seg = message.seg or segment(message.body)
         out = Outgoing(message.id, message.address, message.sender, message.body, seg)
         parts = [WHOLE] if channel.whole_message else list(range(1, len(seg.segments) + 1))
         async with self._slots[message.account]:

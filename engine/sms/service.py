@@ -335,7 +335,7 @@ class SmsService:
             if isinstance(created, DncHit):
                 raise InvalidState(f"{to} opted out of SMS ({created.reason})")
             message_id = created
-        self.sender.schedule(Pending(message_id, to, source_addr, name, seg.text))
+        self.sender.schedule(Pending(message_id, to, source_addr, name, seg.text, seg=seg))
         self.bus.publish("sms.queued", id=message_id, to=to, segments=len(seg.segments))
         return {
             "id": message_id,

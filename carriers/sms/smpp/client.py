@@ -258,10 +258,15 @@ class SmppClient:
             self._bound.set_exception(SmppBindError(reason, status=None))
 
     def _arm_timer(self) -> None:
+        when = self.session.get_timer()
         if self._timer is not None:
+            # Still the right one (most pumps leave the oldest request alone);
+            # uvloop keeps timers to the millisecond, and firing a few ms off
+            # is harmless: handle_timer acts on what has expired, then re-arms.
+            if when is not None and abs(self._timer.when() - when) < 0.005:
+                return
             self._timer.cancel()
             self._timer = None
-        when = self.session.get_timer()
         if when is not None:
             self._timer = self._loop.call_at(when, self._on_timer)
 

@@ -205,10 +205,16 @@ class SmppSession:
     def get_timer(self) -> float | None:
         if self.state is SessionState.CLOSED:
             return None
-        deadlines = [p.deadline for p in self._pending.values()]
-        if self.state is SessionState.BOUND and not self._enquiring():
-            deadlines.append(self._last_received + self.config.enquire_link_interval)
-        return min(deadlines, default=None)
+        # Every request's deadline is its send time plus the one response
+        # timeout, so the oldest outstanding request (the dict keeps sending
+        # order) has the earliest: no scan of the window on every pump.
+        oldest = next(iter(self._pending.values()), None)
+        when = oldest.deadline if oldest is not None else None
+        if self.state is SessionState.BOUND:
+            idle = self._last_received + self.config.enquire_link_interval
+            if (when is None or idle < when) and not self._enquiring():
+                when = idle
+        return when
 
     # --- internals --------------------------------------------------------------
 
