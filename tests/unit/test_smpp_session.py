@@ -405,3 +405,41 @@ def test_fuzz_well_framed_garbage_never_kills_a_deliver_path(body: bytes, comman
     if command not in (CommandId.UNBIND,):
         assert session.state is SessionState.BOUND
     session.data_to_send()
+
+
+@given(st.lists(st.tuples(st.sampled_from(["submit", "answer", "tick"]),
+                          st.floats(0.01, 3.0), st.integers(0, 20)), max_size=60))  # fmt: skip
+def test_the_next_timer_is_the_earliest_deadline_whatever_is_outstanding(
+    steps: list[tuple[str, float, int]],
+) -> None:
+    """get_timer takes the oldest outstanding request's deadline without
+    scanning the window: whatever was sent, answered out of order or timed
+    out, it is when the first response timeout or the idle probe falls due."""
+    session, smsc = bound(window=8)
+    now = 0.0
+    outstanding: list[int] = []
+    probes: set[int] = set()
+    for op, dt, pick in steps:
+        now += dt
+        if op == "submit" and session.window_free:
+            session.submit(MSG, now)
+        elif op == "answer" and outstanding:
+            seq = outstanding.pop(pick % len(outstanding))
+            resp = CommandId.ENQUIRE_LINK_RESP if seq in probes else CommandId.SUBMIT_SM_RESP
+            body = None if seq in probes else MessageIdResp(f"m{seq}")
+            smsc.send(Pdu(resp, seq, 0, body), now)
+        elif op == "tick" and (when := session.get_timer()) is not None:
+            now = max(now, when)
+            session.handle_timer(now)
+        for pdu in smsc.read():
+            outstanding.append(pdu.sequence)
+            if pdu.command_id == CommandId.ENQUIRE_LINK:
+                probes.add(pdu.sequence)
+        events(session)
+        if session.closed:
+            return
+        pending = session._pending.values()
+        deadlines = [p.deadline for p in pending]
+        if not any(p.command_id == CommandId.ENQUIRE_LINK for p in pending):
+            deadlines.append(session._last_received + 30.0)
+        assert session.get_timer() == pytest.approx(min(deadlines))
