@@ -39,6 +39,7 @@ import csv
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,7 @@ class Sink:
         if not os.access(SMTP_SINK, os.X_OK):
             raise SystemExit(f"{SMTP_SINK} is missing: apt-get install postfix (make bench does)")
         self.out = workdir / "sink.out"
-        sock = __import__("socket").socket()
+        sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         sock.close()

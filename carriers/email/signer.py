@@ -1,10 +1,10 @@
 """DKIM signing off the event loop: `Signer` runs `dkim.sign` in a thread pool.
 
-Measured (benchmarks/dkim_sign.py, 2 cores, ~5 KB multipart messages, RSA-2048):
-one thread 2,270 signatures/s, a pool of 2 threads 2,790/s, a pool of 2
-processes 3,830/s. cryptography lets go of the GIL for part of the private-key
-operation only, so threads scale 1.2x, processes 1.7x. Threads are chosen:
-signing alone runs at 2.8x the 1,000 messages/s target, and no pickling of
+Measured (benchmarks/dkim_sign.py, 2 cores, ~5 KB multipart messages, RSA-2048,
+2026-12-04): one thread 3,252 signatures/s, a pool of 2 threads 3,668/s, a
+pool of 2 processes 4,923/s. cryptography lets go of the GIL for part of the
+private-key operation only, so threads scale 1.1x, processes 1.5x. Threads are
+chosen: signing alone runs at 3.7x the 1,000 messages/s target, and no pickling of
 every message or shipping of the key (cryptography's keys do not pickle) to
 worker processes. End to end (benchmarks/email_load) the limit is the rest
 of the message's Python, not signing: a process pool of 1 or 2 signers was

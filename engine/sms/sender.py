@@ -98,7 +98,7 @@ class Sender(MessageTasks):
                 error=f"no SMS account {message.account!r}",
             )
             return
-        seg = message.seg or segment(message.body)
+        seg = message.seg if message.seg is not None else segment(message.body)
         out = Outgoing(message.id, message.address, message.sender, message.body, seg)
         parts = [WHOLE] if channel.whole_message else list(range(1, len(seg.segments) + 1))
         async with self._slots[message.account]:

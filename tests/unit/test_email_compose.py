@@ -22,10 +22,13 @@ def both(**kw: object) -> tuple[bytes | None, bytes]:
     args = {"sender": "a@b.test", "to": "c@d.test", "subject": "Hi", "text": "t", "html": None,
             "message_id": "<1.x@m.test>", "date": DATE, "reply_to": None,
             "unsubscribe": None, **kw}  # fmt: skip
-    direct = compose._direct(**args)  # type: ignore[arg-type]
+    text, html = args.pop("text"), args.pop("html")
+    fields = compose._header_fields(**args)  # type: ignore[arg-type]
+    mailboxes = (args["sender"], args["to"], args["reply_to"])
+    direct = compose._direct(fields, mailboxes, args["message_id"], text, html)  # type: ignore[arg-type]
     if direct is None:  # the package writes it (and may refuse what the config would)
         return None, b""
-    package = compose._with_package(**args, headers=None)  # type: ignore[arg-type]
+    package = compose._with_package(fields, text, html)  # type: ignore[arg-type]
     return direct, package
 
 
